@@ -1,0 +1,98 @@
+"""``syncd inspect``: read every target straight from the stores and judge what is there.
+
+This is the blackbox check a team runs from a CronJob: it needs no running
+daemon, only read access to the stores, so it verifies rotation independently
+of the process doing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from syncd.config import Config
+from syncd.payload import to_rfc3339
+from syncd.stores.base import Store, StoreError, create_store
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    credential: str
+    target: str
+    status: str  # fresh | stale | expired | missing | unparseable | foreign | error
+    problem: str | None = None
+    fingerprint: str | None = None
+    issued_at: float | None = None
+    expires_at: float | None = None
+    remaining: float | None = None
+    remaining_fraction: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "credential": self.credential,
+            "target": self.target,
+            "status": self.status,
+            "problem": self.problem,
+            "fingerprint": self.fingerprint,
+            "issued_at": to_rfc3339(self.issued_at) if self.issued_at else None,
+            "expires_at": to_rfc3339(self.expires_at) if self.expires_at else None,
+            "remaining_seconds": round(self.remaining, 1) if self.remaining is not None else None,
+            "remaining_fraction": round(self.remaining_fraction, 3) if self.remaining_fraction is not None else None,
+        }
+
+
+async def inspect_targets(config: Config, *, now: float | None = None) -> list[TargetReport]:
+    stores: dict[str, Store] = {name: create_store(name, scfg) for name, scfg in config.stores.items()}
+    sem = asyncio.Semaphore(32)
+    try:
+
+        async def one(cred_name: str, store: Store, tgt: Any) -> TargetReport:
+            async with sem:
+                try:
+                    payload = await store.read(tgt.key, target=tgt)
+                except StoreError as exc:
+                    unparseable = getattr(exc, "code", None) == "payload"
+                    return TargetReport(
+                        cred_name,
+                        tgt.label,
+                        "unparseable" if unparseable else "error",
+                        problem=("unparseable: " if unparseable else "read failed: ") + str(exc),
+                    )
+            t = time.time() if now is None else now
+            if payload is None:
+                return TargetReport(cred_name, tgt.label, "missing", problem="missing: nothing stored at this key")
+            base: dict[str, Any] = {
+                "fingerprint": payload.fingerprint,
+                "issued_at": payload.issued_at,
+                "expires_at": payload.expires_at,
+                "remaining": payload.remaining(t),
+                "remaining_fraction": payload.remaining_fraction(t),
+            }
+            if payload.credential != cred_name:
+                return TargetReport(
+                    cred_name,
+                    tgt.label,
+                    "foreign",
+                    problem=f"written by a different credential ({payload.credential!r})",
+                    **base,
+                )
+            if payload.expired(t):
+                ago = t - payload.expires_at
+                return TargetReport(
+                    cred_name, tgt.label, "expired", problem=f"expired {ago:.0f}s ago: rotation has stopped", **base
+                )
+            if t > payload.refresh_after + max(payload.lifetime * 0.25, 5.0):
+                return TargetReport(cred_name, tgt.label, "stale", **base)
+            return TargetReport(cred_name, tgt.label, "fresh", **base)
+
+        jobs = [one(cred.name, stores[tgt.store], tgt) for cred in config.credentials for tgt in cred.targets]
+        return list(await asyncio.gather(*jobs))
+    finally:
+        for store in stores.values():
+            await store.aclose()

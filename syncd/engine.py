@@ -1,0 +1,812 @@
+"""The loop per credential: mint -> write to every target -> schedule the next run.
+
+One APScheduler job per credential, re-added with a date trigger after every
+run from ``syncd.policy``. A run is state-driven rather than step-driven:
+
+* mint only when the held token has reached its refresh time (or there is none),
+  and the last mint attempt's backoff has passed;
+* write the held token to every target that does not hold it yet and whose own
+  backoff has passed. A target that failed is retried with the *same* token
+  while it is valid, never with a fresh mint just for it;
+* a failed mint keeps the last good token in every target, and a token is never
+  written once it has expired.
+
+At start-up each credential first reads its targets and adopts a stored token
+that is still fresh, so restarting a daemon with 10,000 credentials does not
+stampede the IdP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from syncd import logs, policy
+from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
+from syncd.metrics import Metrics
+from syncd.oauth import FatalMintError, MintError, MintRequest, Token, TransientMintError, build_http_client, mint
+from syncd.payload import TokenPayload, to_rfc3339
+from syncd.stores.base import FatalStoreError, Finding, Store, StoreError, TransientStoreError, create_store
+
+log = logs.get_logger("syncd.engine")
+
+State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
+Outcome = Literal["ok", "transient", "fatal"]
+
+
+def _err(exc: BaseException) -> dict[str, Any]:
+    """The error as /status shows it: class, vendor code, message. Never a secret."""
+    out: dict[str, Any] = {"class": type(exc).__name__, "message": logs.scrub_text(str(exc))}
+    for attr in ("status", "error", "code"):
+        value = getattr(exc, attr, None)
+        if value is not None:
+            out[attr] = value
+    kind = getattr(exc, "kind", None)
+    out["kind"] = kind if kind in ("transient", "fatal") else "fatal"
+    return out
+
+
+@dataclass
+class TargetState:
+    cfg: TargetConfig
+    store: Store
+    stored_fingerprint: str | None = None
+    stored_expires_at: float | None = None
+    last_success: float | None = None
+    failures: int = 0
+    retry_at: float | None = None
+    last_error: dict[str, Any] | None = None
+    last_outcome: Outcome | None = None
+
+    @property
+    def label(self) -> str:
+        return self.cfg.label
+
+
+@dataclass
+class CredentialState:
+    cfg: CredentialConfig
+    policy: policy.RefreshPolicy
+    lifetime_fallback: float
+    targets: list[TargetState]
+    token: TokenPayload | None = None
+    state: State = "starting"
+    mint_failures: int = 0
+    consecutive_failures: int = 0
+    mint_retry_at: float | None = None
+    last_mint: float | None = None
+    last_mint_outcome: Outcome | None = None
+    last_error: dict[str, Any] | None = None
+    next_run: float | None = None
+    adopted: bool = False
+    mints: int = 0
+    running: bool = False
+    vault_id: str | None = None
+    generation: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+
+@dataclass
+class RunReport:
+    """What one ``once`` pass did for a credential."""
+
+    credential: str
+    ok: bool
+    minted: bool
+    errors: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Owns the scheduler, the shared HTTP client, the stores and every credential's state."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._http = http_client
+        self._own_http = http_client is None
+        self._http_clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self.stores: dict[str, Store] = {}
+        self._store_configs: dict[str, StoreConfig] = {}
+        self.credentials: dict[str, CredentialState] = {}
+        self.scheduler: AsyncIOScheduler | None = None
+        self._mint_sem: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self.started_at = clock()
+        self.loop_heartbeat = clock()
+        self.scheduler_heartbeat = clock()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_stores(self, config: Config, reuse: Mapping[str, Store] | None = None) -> dict[str, Store]:
+        stores: dict[str, Store] = {}
+        for name, scfg in config.stores.items():
+            if reuse and name in reuse and self._store_configs.get(name) == scfg:
+                stores[name] = reuse[name]
+            else:
+                stores[name] = create_store(name, scfg)
+        return stores
+
+    def _new_state(self, cfg: CredentialConfig, stores: Mapping[str, Store]) -> CredentialState:
+        return CredentialState(
+            cfg=cfg,
+            policy=cfg.policy(self.config.defaults),
+            lifetime_fallback=cfg.lifetime_fallback_for(self.config.defaults),
+            targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
+        )
+
+    def http_client(self, cfg: CredentialConfig) -> httpx.AsyncClient:
+        """One pooled client per TLS setting (almost always exactly one)."""
+        if self._http is not None:
+            return self._http
+        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key)
+        client = self._http_clients.get(key)
+        if client is None:
+            d = self.config.daemon
+            client = build_http_client(
+                timeout=d.http_timeout,
+                connect_timeout=d.connect_timeout,
+                ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
+                client_cert=str(cfg.client_cert) if cfg.client_cert else None,
+                client_key=str(cfg.client_key) if cfg.client_key else None,
+                max_connections=max(d.max_concurrent_mints, 10),
+            )
+            self._http_clients[key] = client
+        return client
+
+    def setup(self) -> None:
+        """Create stores and credential states (no I/O yet)."""
+        self.stores = self._build_stores(self.config)
+        self._store_configs = dict(self.config.stores)
+        for cfg in self.config.credentials:
+            self.credentials[cfg.name] = self._new_state(cfg, self.stores)
+        for st in self.credentials.values():
+            self._publish(st)
+
+    def plan(self) -> list[Finding]:
+        """Quota/cost findings for every target (``syncd check`` and start-up)."""
+        return plan_findings(self.config, self.stores)
+
+    # ------------------------------------------------------------------ minting
+
+    async def _mint(self, st: CredentialState) -> TokenPayload:
+        cfg = st.cfg
+        client_id, secret, scopes, vault_id = cfg.resolve_identity()
+        logs.register_secret(secret.get_secret_value())
+        st.vault_id = vault_id
+        req = MintRequest(
+            credential=cfg.name,
+            token_url=cfg.token_url,
+            client_id=client_id,
+            client_secret=secret,
+            auth_method=cfg.auth_method,
+            scopes=scopes,
+            extra_params=dict(cfg.extra_params),
+            lifetime_fallback=st.lifetime_fallback,
+        )
+        assert self._mint_sem is not None
+        async with self._mint_sem:
+            started = time.perf_counter()
+            try:
+                token = await mint(self.http_client(cfg), req, clock=self.clock)
+            finally:
+                self.metrics.mint_duration.observe(time.perf_counter() - started)
+        logs.register_secret(token.access_token.get_secret_value())
+        return self._payload(st, token)
+
+    def _payload(self, st: CredentialState, token: Token) -> TokenPayload:
+        now = self.clock()
+        refresh = policy.refresh_time(token.issued_at, token.expires_at, now, st.policy, self.rng.random())
+        return TokenPayload(
+            credential=st.name,
+            access_token=token.access_token,
+            issued_at=token.issued_at,
+            expires_at=token.expires_at,
+            refresh_after=refresh,
+            token_type=token.token_type,
+            scope=token.scope,
+            fingerprint=token.fingerprint,
+        )
+
+    def _rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
+        """Adopt a token another writer stored: our own jittered refresh time for it."""
+        now = self.clock()
+        refresh = policy.refresh_time(payload.issued_at, payload.expires_at, now, st.policy, self.rng.random())
+        logs.register_secret(payload.access_token.get_secret_value())
+        return TokenPayload(
+            credential=payload.credential,
+            access_token=payload.access_token,
+            issued_at=payload.issued_at,
+            expires_at=payload.expires_at,
+            refresh_after=refresh,
+            token_type=payload.token_type,
+            scope=payload.scope,
+            fingerprint=payload.fingerprint,
+        )
+
+    def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
+        old = st.token
+        st.token = payload
+        # Forget the value of a token that has been replaced and has expired long ago; the
+        # previous one may still be logged by a slow library, so keep it until it is useless.
+        if old is not None and old.fingerprint != payload.fingerprint and old.expires_at < self.clock():
+            logs.forget_secret(old.access_token.get_secret_value())
+
+    # ------------------------------------------------------------------ writing
+
+    async def _write_target(self, st: CredentialState, ts: TargetState, payload: TokenPayload) -> TokenPayload | None:
+        """Write one target; returns a fresher token the store holds from another writer, if any."""
+        started = time.perf_counter()
+        now = self.clock()
+        try:
+            result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            self.metrics.write_duration.labels(store=ts.store.name).observe(duration)
+            serr = exc if isinstance(exc, StoreError) else TransientStoreError(f"{type(exc).__name__}: {exc}")
+            outcome: Outcome = "transient" if serr.transient else "fatal"
+            ts.failures += 1
+            ts.last_outcome = outcome
+            ts.last_error = _err(serr)
+            if serr.transient:
+                delay = policy.backoff_delay(ts.failures - 1, st.policy, self.rng.random(), serr.retry_after)
+            else:
+                delay = policy.fatal_delay(st.policy, self.rng.random())
+            ts.retry_at = now + delay
+            self.metrics.writes.labels(credential=st.name, target=ts.label, outcome=outcome).inc()
+            log.warning(
+                "write",
+                credential=st.name,
+                target=ts.label,
+                fingerprint=payload.fingerprint,
+                expires_at=to_rfc3339(payload.expires_at),
+                duration=round(duration, 4),
+                outcome=outcome,
+                retry_in=round(delay, 3),
+                failures=ts.failures,
+                **logs.error_fields(serr),
+            )
+            return None
+        duration = time.perf_counter() - started
+        self.metrics.write_duration.labels(store=ts.store.name).observe(duration)
+        if result.adopted is not None and result.adopted.expires_at > payload.expires_at:
+            adopted = result.adopted
+            ts.stored_fingerprint, ts.stored_expires_at = adopted.fingerprint, adopted.expires_at
+        else:
+            adopted = None
+            ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
+        ts.failures, ts.retry_at, ts.last_error, ts.last_outcome = 0, None, None, "ok"
+        ts.last_success = self.clock()
+        self.metrics.writes.labels(credential=st.name, target=ts.label, outcome="ok").inc()
+        self.metrics.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
+        self.metrics.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
+        log.info(
+            "write",
+            credential=st.name,
+            target=ts.label,
+            fingerprint=ts.stored_fingerprint,
+            expires_at=to_rfc3339(ts.stored_expires_at),
+            duration=round(duration, 4),
+            outcome="ok",
+            written=result.written,
+            version=result.version,
+            adopted=adopted is not None,
+        )
+        return adopted
+
+    async def _write_pending(self, st: CredentialState, *, force: bool = False) -> None:
+        for _ in range(2):  # a second pass spreads a token adopted from another writer
+            token = st.token
+            now = self.clock()
+            if token is None or token.expired(now):
+                return
+            pending = [
+                ts
+                for ts in st.targets
+                if ts.stored_fingerprint != token.fingerprint and (force or ts.retry_at is None or now >= ts.retry_at)
+            ]
+            if not pending:
+                return
+            results = await asyncio.gather(*(self._write_target(st, ts, token) for ts in pending))
+            fresher = [p for p in results if p is not None]
+            if not fresher:
+                return
+            best = max(fresher, key=lambda p: p.expires_at)
+            if st.token is not None and best.expires_at > st.token.expires_at:
+                log.info("adopted", credential=st.name, fingerprint=best.fingerprint, reason="another writer")
+                self._set_token(st, self._rebase(st, best))
+
+    # ------------------------------------------------------------------ the run
+
+    async def run_credential(self, name: str, planned: float | None = None, *, force_mint: bool = False) -> None:
+        st = self.credentials.get(name)
+        if st is None or self._stopping:
+            return
+        now = self.clock()
+        if planned is not None:
+            self.metrics.schedule_lateness.observe(max(now - planned, 0.0))
+        if st.running:
+            return
+        st.running = True
+        generation = st.generation
+        try:
+            await self._run(st, force_mint=force_mint)
+        finally:
+            st.running = False
+            if not self._stopping and self.credentials.get(name) is st and st.generation == generation:
+                self._schedule(st)
+
+    async def _run(self, st: CredentialState, *, force_mint: bool = False) -> None:
+        now = self.clock()
+        token = st.token
+        due = force_mint or token is None or now >= token.refresh_after or token.expired(now)
+        if due and (force_mint or st.mint_retry_at is None or now >= st.mint_retry_at):
+            await self._attempt_mint(st)
+        await self._write_pending(st)
+        self._update_state(st)
+        self._publish(st)
+
+    async def _attempt_mint(self, st: CredentialState) -> bool:
+        started = self.clock()
+        try:
+            payload = await self._mint(st)
+        except (MintError, SecretUnavailableError, ValueError) as exc:
+            now = self.clock()
+            transient = isinstance(exc, TransientMintError)
+            outcome: Outcome = "transient" if transient else "fatal"
+            st.mint_failures += 1
+            st.last_mint_outcome = outcome
+            st.last_error = _err(exc if isinstance(exc, MintError) else FatalMintError(str(exc), credential=st.name))
+            retry_after = getattr(exc, "retry_after", None)
+            if transient:
+                delay = policy.backoff_delay(st.mint_failures - 1, st.policy, self.rng.random(), retry_after)
+            else:
+                delay = policy.fatal_delay(st.policy, self.rng.random())
+            st.mint_retry_at = now + delay
+            self.metrics.mints.labels(credential=st.name, outcome=outcome).inc()
+            still_valid = st.token is not None and not st.token.expired(now)
+            log.error(
+                "mint",
+                credential=st.name,
+                outcome=outcome,
+                duration=round(now - started, 4),
+                retry_in=round(delay, 3),
+                failures=st.mint_failures,
+                serving_last_good=still_valid,
+                **logs.error_fields(exc),
+            )
+            return False
+        now = self.clock()
+        st.mints += 1
+        st.mint_failures, st.mint_retry_at = 0, None
+        st.last_mint, st.last_mint_outcome, st.adopted = now, "ok", False
+        self._set_token(st, payload)
+        self.metrics.mints.labels(credential=st.name, outcome="ok").inc()
+        log.info(
+            "mint",
+            credential=st.name,
+            outcome="ok",
+            fingerprint=payload.fingerprint,
+            expires_at=to_rfc3339(payload.expires_at),
+            refresh_after=to_rfc3339(payload.refresh_after),
+            lifetime=round(payload.lifetime, 3),
+            duration=round(now - started, 4),
+        )
+        return True
+
+    def _update_state(self, st: CredentialState) -> None:
+        now = self.clock()
+        token = st.token
+        failing_targets = [ts for ts in st.targets if ts.failures]
+        if st.mint_failures == 0 and not failing_targets:
+            st.consecutive_failures = 0
+            st.last_error = None
+        else:
+            st.consecutive_failures = max(st.mint_failures, max((ts.failures for ts in st.targets), default=0))
+            if st.mint_failures == 0 and failing_targets:
+                st.last_error = failing_targets[0].last_error
+        if token is None or token.expired(now):
+            st.state = "fatal" if st.last_mint_outcome == "fatal" else ("expired" if token else "retrying")
+        elif st.mint_failures:
+            st.state = "fatal" if st.last_mint_outcome == "fatal" else "retrying"
+        elif any(ts.last_outcome == "fatal" for ts in failing_targets):
+            st.state = "fatal"
+        elif failing_targets:
+            st.state = "degraded"
+        else:
+            st.state = "ok"
+
+    def _next_run(self, st: CredentialState) -> float:
+        now = self.clock()
+        token = st.token
+        candidates: list[float] = []
+        if token is None or now >= token.refresh_after or token.expired(now):
+            candidates.append(st.mint_retry_at if st.mint_retry_at is not None else now)
+        else:
+            candidates.append(token.refresh_after)
+        if token is not None and not token.expired(now):
+            for ts in st.targets:
+                if ts.stored_fingerprint != token.fingerprint:
+                    candidates.append(ts.retry_at if ts.retry_at is not None else now)
+        # Never busy-loop: even "now" is at least a few milliseconds away.
+        return max(min(candidates), now + 0.005)
+
+    def _schedule(self, st: CredentialState, at: float | None = None) -> None:
+        when = at if at is not None else self._next_run(st)
+        st.next_run = when
+        self.metrics.next_refresh.labels(credential=st.name).set(when)
+        if self.scheduler is None:
+            return
+        self.scheduler.add_job(
+            self.run_credential,
+            DateTrigger(run_date=datetime.fromtimestamp(when, UTC)),
+            args=[st.name, when],
+            id=f"cred:{st.name}",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
+
+    def _publish(self, st: CredentialState) -> None:
+        m = self.metrics
+        m.consecutive_failures.labels(credential=st.name).set(st.consecutive_failures)
+        if st.token is not None:
+            m.token_expiry.labels(credential=st.name).set(st.token.expires_at)
+        for ts in st.targets:
+            if ts.stored_expires_at is not None:
+                m.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
+
+    # ------------------------------------------------------------------ start-up adoption
+
+    async def _adopt(self, st: CredentialState, sem: asyncio.Semaphore) -> None:
+        async def read(ts: TargetState) -> TokenPayload | None:
+            async with sem:
+                try:
+                    return await ts.store.read(ts.cfg.key, target=ts.cfg)
+                except Exception as exc:
+                    log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
+                    return None
+
+        payloads = await asyncio.gather(*(read(ts) for ts in st.targets))
+        now = self.clock()
+        candidates: list[TokenPayload] = []
+        for ts, payload in zip(st.targets, payloads, strict=True):
+            if payload is None:
+                continue
+            if payload.credential != st.name:
+                log.warning(
+                    "adopt_foreign",
+                    credential=st.name,
+                    target=ts.label,
+                    stored_credential=payload.credential,
+                    action="will overwrite",
+                )
+                continue
+            if not payload.expired(now):
+                ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
+                ts.last_success = now
+                candidates.append(payload)
+        if not candidates:
+            return
+        best = max(candidates, key=lambda p: p.expires_at)
+        if policy.is_fresh(best.issued_at, best.expires_at, now, st.policy):
+            self._set_token(st, self._rebase(st, best))
+            st.adopted = True
+            st.state = "ok"
+            log.info(
+                "adopted",
+                credential=st.name,
+                fingerprint=best.fingerprint,
+                expires_at=to_rfc3339(best.expires_at),
+                targets_holding=sum(1 for ts in st.targets if ts.stored_fingerprint == best.fingerprint),
+                reason="fresh token in store",
+            )
+        else:
+            # Still valid but due: keep serving it while the first mint is attempted.
+            self._set_token(st, self._rebase(st, best))
+
+    async def start(self) -> None:
+        """Adopt stored tokens, then schedule every credential. Call inside the running loop."""
+        if not self.stores:
+            self.setup()
+        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
+        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        self.scheduler.start()
+        self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
+        await self._start_credentials(list(self.credentials.values()))
+
+    async def _start_credentials(self, states: list[CredentialState]) -> None:
+        sem = asyncio.Semaphore(self.config.daemon.startup_concurrency)
+        await asyncio.gather(*(self._adopt(st, sem) for st in states))
+        adopted = 0
+        for st in states:
+            self._publish(st)
+            if st.adopted:
+                adopted += 1
+            self._schedule(st)
+        log.info("started", credentials=len(states), adopted=adopted, to_mint=len(states) - adopted)
+
+    def _beat(self) -> None:
+        self.scheduler_heartbeat = self.clock()
+
+    async def _loop_beat(self) -> None:
+        while True:
+            self.loop_heartbeat = self.clock()
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, new: Config) -> dict[str, list[str]]:
+        """Apply a new configuration: added credentials start, removed stop, changed restart."""
+        old_stores = self.stores
+        stores = self._build_stores(new, reuse=old_stores)
+        changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
+        self.config = new
+        self._mint_sem = self._mint_sem or asyncio.Semaphore(new.daemon.max_concurrent_mints)
+        summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+        new_names = {c.name for c in new.credentials}
+        for name in list(self.credentials):
+            if name not in new_names:
+                st = self.credentials.pop(name)
+                st.generation += 1
+                self._remove_job(name)
+                self.metrics.forget_credential(name, [ts.label for ts in st.targets])
+                summary["removed"].append(name)
+        to_start: list[CredentialState] = []
+        for cfg in new.credentials:
+            old = self.credentials.get(cfg.name)
+            uses_changed = any(t.store in changed_stores for t in cfg.targets)
+            if old is not None and old.cfg == cfg and not uses_changed and old.policy == cfg.policy(new.defaults):
+                summary["unchanged"].append(cfg.name)
+                continue
+            st = self._new_state(cfg, stores)
+            if old is not None:
+                old.generation += 1
+                self._remove_job(cfg.name)
+                if old.cfg.token_url == cfg.token_url and old.cfg.client_id == cfg.client_id and old.token:
+                    st.token = old.token  # same identity: keep serving the token we hold
+                summary["changed"].append(cfg.name)
+                self.metrics.forget_credential(cfg.name, [ts.label for ts in old.targets])
+            else:
+                summary["added"].append(cfg.name)
+            self.credentials[cfg.name] = st
+            to_start.append(st)
+        self.stores = stores
+        self._store_configs = dict(new.stores)
+        for name, store in old_stores.items():
+            if store is not stores.get(name):
+                with contextlib.suppress(Exception):
+                    await store.aclose()
+        if to_start:
+            await self._start_credentials(to_start)
+        log.info(
+            "reloaded", **{k: v for k, v in summary.items() if k != "unchanged"}, unchanged=len(summary["unchanged"])
+        )
+        return summary
+
+    def _remove_job(self, name: str) -> None:
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(f"cred:{name}")
+
+    # ------------------------------------------------------------------ once
+
+    async def run_once(
+        self, names: Iterable[str] | None = None, progress: Callable[[RunReport], None] | None = None
+    ) -> list[RunReport]:
+        """Mint and write every (or the named) credential once, without a scheduler."""
+        if not self.stores:
+            self.setup()
+        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
+        wanted = list(names) if names is not None else list(self.credentials)
+
+        async def one(name: str) -> RunReport:
+            st = self.credentials[name]
+            minted = await self._attempt_mint(st)
+            if minted:
+                await self._write_pending(st, force=True)
+            self._update_state(st)
+            errors = []
+            if not minted and st.last_error:
+                errors.append(f"mint: {st.last_error['message']}")
+            for ts in st.targets:
+                if minted and ts.stored_fingerprint != (st.token.fingerprint if st.token else None):
+                    msg = ts.last_error["message"] if ts.last_error else "not written"
+                    errors.append(f"{ts.label}: {msg}")
+            report = RunReport(name, ok=minted and not errors, minted=minted, errors=errors)
+            if progress:
+                progress(report)
+            return report
+
+        return list(await asyncio.gather(*(one(n) for n in wanted)))
+
+    async def run_once_dry(self) -> dict[str, list[tuple[str, str]]]:
+        """``check --connect``: mint once per credential (nothing written) and read every target."""
+        if not self.stores:
+            self.setup()
+        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
+
+        async def one(st: CredentialState) -> tuple[str, list[tuple[str, str]]]:
+            problems: list[tuple[str, str]] = []
+            try:
+                payload = await self._mint(st)
+                life = payload.lifetime
+                expected = st.cfg.token_lifetime_for(self.config.defaults)
+                if abs(life - expected) > max(5.0, expected * 0.1):
+                    problems.append(
+                        (
+                            "token_lifetime",
+                            f"the IdP issued a {life:.0f}s token but the plan assumes {expected:.0f}s: "
+                            f'set token_lifetime = "{life:.0f}s" so quota checks use the real cadence',
+                        )
+                    )
+            except (MintError, SecretUnavailableError, ValueError) as exc:
+                problems.append(("mint", str(exc)))
+            for ts in st.targets:
+                try:
+                    await ts.store.read(ts.cfg.key, target=ts.cfg)
+                except Exception as exc:
+                    problems.append((ts.label, f"read failed: {exc}"))
+            return st.name, problems
+
+        return dict(await asyncio.gather(*(one(st) for st in self.credentials.values())))
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop scheduling, let in-flight runs finish (bounded), close clients."""
+        self._stopping = True
+        bound = self.config.daemon.drain_timeout if drain_timeout is None else drain_timeout
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_job_task(t)]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=bound)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("drain_timeout", unfinished=len(pending), bound=bound)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        for store in self.stores.values():
+            try:
+                await store.aclose()
+            except Exception as exc:
+                log.warning("store_close", store=store.name, **logs.error_fields(exc))
+        for client in self._http_clients.values():
+            await client.aclose()
+        if self._http is not None and self._own_http:
+            await self._http.aclose()
+        for st in self.credentials.values():
+            st.state = "stopped" if st.state == "starting" else st.state
+
+    # ------------------------------------------------------------------ views
+
+    def status(self) -> dict[str, Any]:
+        """/status: per credential state, never a token."""
+        now = self.clock()
+        creds = []
+        for st in self.credentials.values():
+            tok = st.token
+            creds.append(
+                {
+                    "name": st.name,
+                    "state": st.state,
+                    "healthy": self.credential_ready(st, now),
+                    "token_url": st.cfg.token_url,
+                    "fingerprint": tok.fingerprint if tok else None,
+                    "issued_at": to_rfc3339(tok.issued_at) if tok else None,
+                    "expires_at": to_rfc3339(tok.expires_at) if tok else None,
+                    "expires_in": round(tok.expires_at - now, 3) if tok else None,
+                    "refresh_after": to_rfc3339(tok.refresh_after) if tok else None,
+                    "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
+                    "adopted": st.adopted,
+                    "next_refresh": to_rfc3339(st.next_run) if st.next_run else None,
+                    "consecutive_failures": st.consecutive_failures,
+                    "last_error": st.last_error,
+                    "targets": [
+                        {
+                            "target": ts.label,
+                            "store": ts.cfg.store,
+                            "key": ts.cfg.key,
+                            "fingerprint": ts.stored_fingerprint,
+                            "stored_expires_at": to_rfc3339(ts.stored_expires_at) if ts.stored_expires_at else None,
+                            "last_success": to_rfc3339(ts.last_success) if ts.last_success else None,
+                            "failures": ts.failures,
+                            "last_error": ts.last_error,
+                            "fresh": ts.stored_expires_at is not None and ts.stored_expires_at > now,
+                        }
+                        for ts in st.targets
+                    ],
+                }
+            )
+        return {"now": to_rfc3339(now), "started_at": to_rfc3339(self.started_at), "credentials": creds}
+
+    def credential_ready(self, st: CredentialState, now: float | None = None) -> bool:
+        t = self.clock() if now is None else now
+        return all(ts.stored_expires_at is not None and ts.stored_expires_at > t for ts in st.targets)
+
+    def not_ready(self) -> list[dict[str, Any]]:
+        """Every credential/target without an unexpired token (for /readyz)."""
+        now = self.clock()
+        out = []
+        for st in self.credentials.values():
+            for ts in st.targets:
+                if ts.stored_expires_at is None or ts.stored_expires_at <= now:
+                    reason = "expired" if ts.stored_expires_at is not None else "no token written yet"
+                    out.append(
+                        {
+                            "credential": st.name,
+                            "target": ts.label,
+                            "reason": reason,
+                            "state": st.state,
+                            "last_error": (ts.last_error or st.last_error or {}).get("message"),
+                        }
+                    )
+        return out
+
+
+def _is_job_task(task: asyncio.Task[Any]) -> bool:
+    coro = task.get_coro()
+    qualname = getattr(coro, "__qualname__", "")
+    return "run_coroutine_job" in qualname or "Engine.run_credential" in qualname
+
+
+def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
+    """Ask every store about every target's write volume (versions per day, quotas, cost)."""
+    findings: list[Finding] = []
+    for cred in config.credentials:
+        pol = cred.policy(config.defaults)
+        lifetime = cred.token_lifetime_for(config.defaults)
+        if pol.min_remaining >= lifetime:
+            findings.append(
+                Finding(
+                    "warning",
+                    cred.name,
+                    f"min_remaining ({pol.min_remaining:g}s) is not shorter than the token lifetime ({lifetime:g}s); "
+                    f"refreshing at refresh_at ({pol.refresh_at:g}) of the lifetime instead",
+                    "lower min_remaining for this credential",
+                )
+            )
+        wpd = policy.writes_per_day(lifetime, pol)
+        for tgt in cred.targets:
+            store = stores.get(tgt.store)
+            if store is None:
+                continue
+            try:
+                found = store.plan(tgt.key, wpd, target=tgt)
+            except StoreError as exc:
+                found = [Finding("error", tgt.label, str(exc))]
+            findings.extend(Finding(f.level, f"{cred.name} -> {f.subject}", f.message, f.fix) for f in found)
+    return findings
+
+
+__all__ = ["Engine", "FatalStoreError", "RunReport", "plan_findings"]

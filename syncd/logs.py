@@ -1,0 +1,187 @@
+"""Structured logging with a redaction step that every line passes through.
+
+structlog events and stdlib records (httpx, httpcore, botocore, hvac, which at
+debug level print request bodies) go through the same processor chain, whose
+last step before rendering is ``redact``: a plain function over the event dict,
+as structlog processors are. It removes
+
+* every value registered with ``register_secret`` (client secrets, minted
+  tokens, Vault tokens) and their form-urlencoded spelling,
+* anything after ``Bearer`` / ``Basic`` in a header-looking string,
+* anything that looks like a JWT,
+* ``client_secret=...`` / ``"access_token": "..."`` fields in bodies.
+
+A token is logged by its fingerprint instead (``syncd.payload.fingerprint``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import urllib.parse
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+REDACTED = "[redacted]"
+
+_BEARER_RE = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%:-]+")
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_FIELD_RE = re.compile(
+    r"(?i)((?:client_secret|access_token|secret_id|refresh_token|id_token|password|x-vault-token|token)"
+    r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)([^\s\"'&,;}\\]+)"
+)
+_CANDIDATE_RE = re.compile(r"[A-Za-z0-9._~+/=-]{8,}")
+_REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+class _SecretRegistry:
+    """Known secret values. Most are matched in O(len(text)) by splitting text into candidates."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._regular: set[str] = set()
+        self._irregular: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if not value or len(value) < 4:
+            return  # too short to redact without mangling ordinary words
+        with self._lock:
+            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+                if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
+                    self._regular.add(variant)
+                else:
+                    self._irregular.add(variant)
+
+    def discard(self, value: str) -> None:
+        with self._lock:
+            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+                self._regular.discard(variant)
+                self._irregular.discard(variant)
+
+    def scrub(self, text: str) -> str:
+        regular, irregular = self._regular, self._irregular
+        if regular:
+            text = _CANDIDATE_RE.sub(lambda m: REDACTED if _contains_secret(m.group(0), regular) else m.group(0), text)
+        for secret in tuple(irregular):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+def _contains_secret(candidate: str, regular: set[str]) -> bool:
+    if candidate in regular:
+        return True
+    # A secret glued to neighbours (``token=abc``, ``abc.def``): try the sub-pieces.
+    return any(part in regular for part in re.split(r"[=/+.]", candidate) if len(part) >= 8)
+
+
+_SECRETS = _SecretRegistry()
+
+
+def register_secret(value: str) -> None:
+    """Make ``value`` unprintable from here on (call before the value can reach a log)."""
+    _SECRETS.add(value)
+
+
+def forget_secret(value: str) -> None:
+    """Stop scanning for a value that can no longer be used (an expired token)."""
+    _SECRETS.discard(value)
+
+
+def scrub_text(text: str) -> str:
+    text = _SECRETS.scrub(text)
+    text = _JWT_RE.sub(REDACTED, text)
+    text = _BEARER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _FIELD_RE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def _scrub_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if depth > 4:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _scrub_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(v, depth + 1) for v in value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return scrub_text(str(value))
+
+
+def redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: scrub every value (and the rendered exception) of an event."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _scrub_value(value)
+    return event_dict
+
+
+def _stdlib_to_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict.setdefault("logger", record.name)
+    return event_dict
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging through one redacting chain to ``stream`` (stderr)."""
+    out = stream or sys.stderr
+    lvl = _LEVELS.get(level.lower(), logging.INFO)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[_stdlib_to_event, structlog.stdlib.ExtraAdder(), *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_syncd", False):
+            root.removeHandler(old)
+    handler._syncd = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    # Libraries are chatty at debug; at info keep only their warnings.
+    for name in ("httpx", "httpcore", "botocore", "boto3", "urllib3", "hvac", "apscheduler", "aiohttp.access"):
+        logging.getLogger(name).setLevel(lvl if lvl == logging.DEBUG else logging.WARNING)
+
+
+def get_logger(name: str = "syncd", **bind: Any) -> Any:
+    return structlog.get_logger(name, **bind)
+
+
+def error_fields(exc: BaseException) -> MutableMapping[str, Any]:
+    """The fields an error event carries: class, vendor code, message (scrubbed)."""
+    fields: dict[str, Any] = {"error_class": type(exc).__name__, "error": scrub_text(str(exc))}
+    for attr in ("kind", "status", "code", "error"):
+        value = getattr(exc, attr, None)
+        if value is not None and attr != "error":
+            fields[f"error_{attr}"] = value
+    oauth_code = getattr(exc, "error", None)
+    if isinstance(oauth_code, str):
+        fields["error_code"] = oauth_code
+    return fields

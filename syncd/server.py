@@ -1,0 +1,106 @@
+"""HTTP endpoints /livez /readyz /metrics /status, served in the daemon's own event loop.
+
+aiohttp.web is used because it runs as a plain coroutine (``AppRunner`` +
+``TCPSite``) inside the loop that APScheduler and the mints already use: no
+second thread, no ASGI server to configure, and a stuck loop makes /livez stop
+answering, which is exactly what a liveness probe should see. It is also
+already a dependency of many Python services, well kept, and small.
+
+/livez never depends on the IdP or a store (that must not restart the pod): it
+fails only when the loop heartbeat or the scheduler heartbeat is older than
+``daemon.liveness_threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from syncd import logs
+from syncd.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from syncd.engine import Engine
+
+log = logs.get_logger("syncd.server")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, indent=2, sort_keys=False) + "\n", status=status, content_type="application/json"
+    )
+
+
+def build_app(engine: Engine) -> web.Application:
+    app = web.Application()
+
+    async def livez(_: web.Request) -> web.Response:
+        now = engine.clock()
+        limit = engine.config.daemon.liveness_threshold
+        loop_age = now - engine.loop_heartbeat
+        sched_age = now - engine.scheduler_heartbeat
+        scheduler_running = engine.scheduler is not None and engine.scheduler.running
+        ok = loop_age < limit and sched_age < limit and scheduler_running
+        body = {
+            "status": "ok" if ok else "stuck",
+            "loop_heartbeat_age": round(loop_age, 3),
+            "scheduler_heartbeat_age": round(sched_age, 3),
+            "scheduler_running": scheduler_running,
+        }
+        return _json(body, 200 if ok else 503)
+
+    async def readyz(_: web.Request) -> web.Response:
+        missing = engine.not_ready()
+        if missing:
+            return _json({"status": "not ready", "not_ready": missing}, 503)
+        return _json({"status": "ready", "credentials": len(engine.credentials)})
+
+    async def metrics(_: web.Request) -> web.Response:
+        resp = web.Response(body=engine.metrics.render())
+        resp.headers["Content-Type"] = CONTENT_TYPE
+        return resp
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(engine.status())
+
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    return app
+
+
+class HttpServer:
+    """The endpoints on ``daemon.listen``; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(self, engine: Engine, host: str, port: int) -> None:
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(build_app(self.engine), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(
+                exc.errno,
+                f"cannot listen on {self.host}:{self.port} ({exc.strerror}): another process holds the port, "
+                "or set [daemon] listen to a free address",
+            ) from None
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("listening", address=f"http://{self.host}:{self.port}", endpoints="/livez /readyz /metrics /status")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
