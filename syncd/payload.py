@@ -30,8 +30,14 @@ def fingerprint(token: str) -> str:
 
 
 def to_rfc3339(ts: float) -> str:
-    """UTC, second precision, ``Z`` suffix: what every consumer tool parses."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC with milliseconds and a ``Z`` suffix, e.g. ``2026-11-22T21:35:00.250Z``.
+
+    Milliseconds because whole seconds would misstate a short token's remaining
+    lifetime by up to a second (a third of a 3-second test token). jq's
+    ``fromdate`` wants whole seconds: ``sub("\\.[0-9]+Z$"; "Z") | fromdate``.
+    """
+    dt = datetime.fromtimestamp(round(ts, 3), UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def from_rfc3339(value: str) -> float:

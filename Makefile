@@ -1,0 +1,45 @@
+# Everything a fresh machine needs is installed by `make setup` (Python venv with
+# the package and its test/dev extras, the Node OAuth server for the tests).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.syncd-installed
+
+.PHONY: setup demo test lint unit integration bench clean
+
+setup: $(STAMP)
+	@VENV=$(VENV) bash tests/peers/install.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	@touch $(STAMP)
+
+## demo: run the daemon end to end against a local OAuth server for about a minute
+demo: setup
+	$(BIN)/python demo/run.py
+
+## test: static checks, then the whole test suite (what CI runs)
+test: setup lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check syncd tests bench demo
+	$(BIN)/mypy syncd
+	$(BIN)/bandit -q -r syncd -c pyproject.toml
+	bash scripts/audit-deps.sh
+
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+## bench: the benchmark harness; writes docs/benchmarks.md
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) demo-out .bench-out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,111 @@
+"""``syncd run`` against the real OAuth server (oidc-provider, 3 s tokens) with file targets."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from syncd.payload import TokenPayload
+from tests.helpers import SyncdProcess, wait_for
+
+
+def _config(idp, out: Path, secret: str = "calm-secret-0123456789", auth: str = "client_secret_post") -> str:
+    return f"""
+[defaults]
+min_remaining = "1s"
+retry_min = "0.2s"
+retry_max = "1s"
+token_lifetime = "3s"
+
+[stores.local]
+type = "file"
+directory = "{out}"
+
+[[credentials]]
+name = "calm"
+token_url = "{idp.token_url}"
+client_id = "calm"
+client_secret = {{ env = "CALM_SECRET" }}
+auth_method = "{auth}"
+scopes = ["cards:read"]
+targets = [
+  {{ store = "local", key = "calm.json" }},
+  {{ store = "local", key = "raw/calm.token", format = "raw" }},
+]
+"""
+
+
+def test_file_target_stays_fresh_for_20s(oidc_server, tmp_path):
+    """A reader polling every 100 ms never sees an expired token, and always >= 30 % lifetime left."""
+    out = tmp_path / "out"
+    issued_before = oidc_server.issued("calm")
+    with SyncdProcess(_config(oidc_server, out), tmp_path, env={"CALM_SECRET": "calm-secret-0123456789"}) as d:
+        d.wait_http()
+        target = out / "calm.json"
+        wait_for(target.exists, 10, what="first write")
+        seen: dict[str, float] = {}
+        reads = 0
+        min_fraction = 1.0
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            payload = TokenPayload.from_json(target.read_text(), source=str(target))
+            now = time.time()
+            reads += 1
+            assert not payload.expired(now), f"expired token read: {payload.public_dict()}"
+            fraction = payload.remaining_fraction(now)
+            min_fraction = min(min_fraction, fraction)
+            assert fraction >= 0.30, f"only {fraction:.0%} of the lifetime left: {payload.public_dict()}"
+            assert payload.credential == "calm" and payload.scope == "cards:read"
+            seen.setdefault(payload.fingerprint, now)
+            raw = (out / "raw" / "calm.token").read_text()
+            assert raw.count(".") == 0 and len(raw) > 20 and "{" not in raw
+            time.sleep(0.1)
+        assert d.stop() == 0
+    # 3 s tokens refreshed at half-life: about one rotation every 1.5 s.
+    assert len(seen) >= 10, f"only {len(seen)} rotations in 20 s"
+    assert reads >= 150
+    minted = oidc_server.issued("calm") - issued_before
+    assert minted == len(d.events("mint")), "every IdP issue corresponds to one logged mint"
+    assert all(e["outcome"] == "ok" for e in d.events("mint"))
+    assert (out / "calm.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_basic_auth_and_restart_adopts_stored_token(oidc_server, tmp_path):
+    """client_secret_basic works against the real server; a restart adopts the fresh stored token."""
+    out = tmp_path / "out"
+    cfg = _config(oidc_server, out, auth="client_secret_basic").replace('token_lifetime = "3s"', 'token_lifetime = "3s"\nrefresh_at = 0.9')
+    env = {"CALM_SECRET": "calm-secret-0123456789"}
+    with SyncdProcess(cfg, tmp_path, env=env) as d:
+        d.wait_http()
+        wait_for(lambda: (out / "calm.json").exists(), 10, what="first write")
+        assert d.stop() == 0
+    stored = json.loads((out / "calm.json").read_text())
+    with SyncdProcess(cfg, tmp_path, env=env, name="second") as d2:
+        d2.wait_http()
+        started = wait_for(lambda: d2.events("started"), 10, what="started event")[0]
+        if time.time() < TokenPayload.from_dict(stored).refresh_after:
+            assert started["adopted"] == 1
+            assert d2.events("adopted")[0]["fingerprint"] == stored["fingerprint"]
+        d2.stop()
+
+
+def test_wrong_secret_is_fatal_and_not_hammered(oidc_server, tmp_path):
+    """401 invalid_client from the real server: fatal state, retried only at fatal_retry pace."""
+    out = tmp_path / "out"
+    cfg = _config(oidc_server, out).replace('retry_max = "1s"', 'retry_max = "1s"\nfatal_retry = "4s"')
+    with SyncdProcess(cfg, tmp_path, env={"CALM_SECRET": "wrong-secret-value"}) as d:
+        d.wait_http()
+        time.sleep(6)
+        status = d.get("/status").json()["credentials"][0]
+        ready = d.get("/readyz")
+        assert d.stop() == 0
+    mints = d.events("mint")
+    assert 1 <= len(mints) <= 3, f"{len(mints)} attempts in 6 s with fatal_retry=4s (+-10 %)"
+    assert all(m["outcome"] == "fatal" for m in mints)
+    assert mints[0]["error_code"] in ("invalid_client", "unauthorized_client")
+    assert status["state"] == "fatal"
+    assert status["last_error"]["kind"] == "fatal"
+    assert ready.status_code == 503 and ready.json()["not_ready"][0]["credential"] == "calm"
+    assert not (out / "calm.json").exists()
+    assert "wrong-secret-value" not in d.log_text()

