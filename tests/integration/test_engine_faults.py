@@ -25,8 +25,14 @@ SECRET = "fake-secret-0123456789"
 
 
 def config(idp, out: Path, **defaults: Any):
-    d = {"min_remaining": 1.0, "retry_min": 0.2, "retry_max": 1.0, "fatal_retry": 1.5, "token_lifetime": 3.0,
-         "jitter": 0.1}
+    d = {
+        "min_remaining": 1.0,
+        "retry_min": 0.2,
+        "retry_max": 1.0,
+        "fatal_retry": 1.5,
+        "token_lifetime": 3.0,
+        "jitter": 0.1,
+    }
     d.update(defaults)
     return load_config(
         data={
@@ -125,8 +131,9 @@ async def test_slow_idp_times_out_and_recovers(fake_idp, tmp_path):
     fake_idp.script([delay(2.0, ok(ttl=3)), delay(2.0, ok(ttl=3))])
     fake_idp.default = ok(ttl=3)
     engine, rec = await run_engine(config(fake_idp, tmp_path), 4)
-    mints = {s.labels["outcome"]: s.value for s in engine.metrics.mints.collect()[0].samples
-             if s.name.endswith("_total")}
+    mints = {
+        s.labels["outcome"]: s.value for s in engine.metrics.mints.collect()[0].samples if s.name.endswith("_total")
+    }
     assert mints["transient"] == 2 and mints["ok"] >= 1
     assert engine.credentials["calm"].last_error is None
     assert_never_expired(rec)
@@ -144,8 +151,9 @@ async def test_wrong_secret_is_fatal_no_hot_loop(fake_idp, tmp_path, code):
     # fatal_retry 1.5 s +-10 %: at most one attempt per 1.35 s over ~5 s
     assert 1 <= failed <= 4, f"{failed} attempts"
     assert len(rec.writes) == 1, "the last good token stays in the target"
-    assert (await FileStore.from_config("x", engine.config.stores["local"]).read("calm.json")).fingerprint == \
-        rec.writes[0][1].fingerprint
+    assert (
+        await FileStore.from_config("x", engine.config.stores["local"]).read("calm.json")
+    ).fingerprint == rec.writes[0][1].fingerprint
 
 
 async def test_failed_target_retried_with_same_token(fake_idp, tmp_path):
@@ -186,12 +194,22 @@ async def test_reload_adds_and_removes(fake_idp, tmp_path):
     await engine.start()
     await asyncio.sleep(0.5)
     data = cfg.model_dump(mode="python")
-    new_cred = {**cfg.credentials[0].model_dump(exclude_none=True), "name": "card",
-                "targets": [{"store": "local", "key": "card.json"}]}
+    new_cred = {
+        **cfg.credentials[0].model_dump(exclude_none=True),
+        "name": "card",
+        "targets": [{"store": "local", "key": "card.json"}],
+    }
     new_cred["client_secret"] = {"env": "FAKE_CALM_SECRET"}
-    summary = await engine.reload(load_config(data={
-        "daemon": {"listen": "127.0.0.1:0"}, "defaults": data["defaults"],
-        "stores": {"local": {"type": "file", "directory": str(tmp_path)}}, "credentials": [new_cred]}))
+    summary = await engine.reload(
+        load_config(
+            data={
+                "daemon": {"listen": "127.0.0.1:0"},
+                "defaults": data["defaults"],
+                "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
+                "credentials": [new_cred],
+            }
+        )
+    )
     await asyncio.sleep(0.5)
     await engine.stop()
     assert summary["added"] == ["card"] and summary["removed"] == ["calm"]

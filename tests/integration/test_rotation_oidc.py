@@ -74,7 +74,9 @@ def test_file_target_stays_fresh_for_20s(oidc_server, tmp_path):
 def test_basic_auth_and_restart_adopts_stored_token(oidc_server, tmp_path):
     """client_secret_basic works against the real server; a restart adopts the fresh stored token."""
     out = tmp_path / "out"
-    cfg = _config(oidc_server, out, auth="client_secret_basic").replace('token_lifetime = "3s"', 'token_lifetime = "3s"\nrefresh_at = 0.9')
+    cfg = _config(oidc_server, out, auth="client_secret_basic").replace(
+        'token_lifetime = "3s"', 'token_lifetime = "3s"\nrefresh_at = 0.9'
+    )
     env = {"CALM_SECRET": "calm-secret-0123456789"}
     with SyncdProcess(cfg, tmp_path, env=env) as d:
         d.wait_http()

@@ -29,7 +29,7 @@ directory = "{out}"
 name = "calm"
 token_url = "{idp.token_url}"
 client_id = "calm"
-client_secret = {{ file = "{out.parent / 'calm.secret'}" }}
+client_secret = {{ file = "{out.parent / "calm.secret"}" }}
 auth_method = "client_secret_basic"
 targets = [{{ store = "local", key = "calm.json" }}, {{ store = "local", key = "calm.raw", format = "raw" }}]
 """
@@ -52,8 +52,9 @@ def test_debug_logs_status_metrics_never_leak(oidc_server, tmp_path):
         assert d.stop() == 0
     logs = d.log_text()
     assert len(tokens) >= 3, "the test must see several real tokens to be meaningful"
-    assert '"logger": "httpcore' in logs or '"logger":"httpcore' in logs or "httpcore" in logs, \
+    assert '"logger": "httpcore' in logs or '"logger":"httpcore' in logs or "httpcore" in logs, (
         "debug logging of the HTTP stack must be on for this test to prove anything"
+    )
     assert len(d.events("mint")) >= 3
     for text, where in ((logs, "logs"), (exposed, "endpoints")):
         assert SECRET not in text, f"client secret in {where}"

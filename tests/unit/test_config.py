@@ -47,8 +47,18 @@ def problems(exc: ConfigError) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(30, 30.0), (2.5, 2.5), ("30", 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("1h30m", 5400.0),
-     ("250ms", 0.25), (" 2m 30s ", 150.0), ("1d", 86400.0)],
+    [
+        (30, 30.0),
+        (2.5, 2.5),
+        ("30", 30.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        (" 2m 30s ", 150.0),
+        ("1d", 86400.0),
+    ],
 )
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
@@ -75,7 +85,12 @@ def test_minimal_config_and_defaults(tmp_path):
     assert cred.auth_method == "client_secret_post"
     pol = cred.policy(cfg.defaults)
     assert (pol.refresh_at, pol.min_remaining, pol.jitter, pol.retry_min, pol.retry_max, pol.fatal_retry) == (
-        0.5, 30.0, 0.1, 1.0, 60.0, 300.0,
+        0.5,
+        30.0,
+        0.1,
+        1.0,
+        60.0,
+        300.0,
     )
     assert cfg.daemon.listen == "127.0.0.1:9440" and cfg.daemon.log_format == "json"
 
@@ -232,8 +247,9 @@ data:
 def test_service_account_file(tmp_path):
     sa = tmp_path / "credentials.yaml"
     sa.write_text(SERVICE_ACCOUNT)
-    text = MINIMAL.replace('client_id = "ACxxxx"\nclient_secret = { env = "CALM_SECRET" }',
-                           'service_account_file = "credentials.yaml"')
+    text = MINIMAL.replace(
+        'client_id = "ACxxxx"\nclient_secret = { env = "CALM_SECRET" }', 'service_account_file = "credentials.yaml"'
+    )
     cfg = load_config(write(tmp_path, text))
     client_id, secret, scopes, vault_id = cfg.credentials[0].resolve_identity()
     assert (client_id, scopes, vault_id) == ("ACvgs123", ("cards:write", "cards:read"), "tntabc123")
@@ -272,8 +288,9 @@ def test_check_cli_three_mistakes_exit_2(tmp_path):
     text = MINIMAL.replace('name = "calm"', 'name = "calm"\nrefresh_at = 1.2\nscope = ["a"]').replace(
         'store = "local"', 'store = "locl"'
     )
-    proc = subprocess.run([SYNCD, "check", "-c", str(write(tmp_path, text))], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [SYNCD, "check", "-c", str(write(tmp_path, text))], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "credentials[0].refresh_at" in proc.stderr
     assert "credentials[0].scope: unknown key" in proc.stderr
@@ -282,8 +299,13 @@ def test_check_cli_three_mistakes_exit_2(tmp_path):
 
 
 def test_check_cli_example_exit_0():
-    proc = subprocess.run([SYNCD, "check", "-c", str(ROOT / "config.example.toml")], capture_output=True,
-                          text=True, timeout=60, env={**os.environ})
+    proc = subprocess.run(
+        [SYNCD, "check", "-c", str(ROOT / "config.example.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "credential calm" in proc.stdout and "writes/day" in proc.stdout
     assert "demo-secret" not in proc.stdout + proc.stderr

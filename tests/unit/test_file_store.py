@@ -18,8 +18,14 @@ from syncd.stores.file import FileStore
 
 def payload(token: str = "tok-abcdefghijklmnop", credential: str = "calm", life: float = 300.0) -> TokenPayload:
     now = time.time()
-    return TokenPayload(credential=credential, access_token=SecretStr(token), issued_at=now, expires_at=now + life,
-                        refresh_after=now + life / 2, scope="cards:read")
+    return TokenPayload(
+        credential=credential,
+        access_token=SecretStr(token),
+        issued_at=now,
+        expires_at=now + life,
+        refresh_after=now + life / 2,
+        scope="cards:read",
+    )
 
 
 def store(tmp_path, **kw) -> FileStore:
@@ -36,8 +42,17 @@ async def test_round_trip_json(tmp_path):
     assert result.written and result.location == str(tmp_path / "out" / "calm.json")
     doc = json.loads((tmp_path / "out" / "calm.json").read_text())
     assert doc["access_token"] == "tok-abcdefghijklmnop"
-    assert set(doc) == {"version", "credential", "access_token", "token_type", "scope", "issued_at", "expires_at",
-                        "refresh_after", "fingerprint"}
+    assert set(doc) == {
+        "version",
+        "credential",
+        "access_token",
+        "token_type",
+        "scope",
+        "issued_at",
+        "expires_at",
+        "refresh_after",
+        "fingerprint",
+    }
     back = await s.read("calm.json")
     assert back is not None and back.fingerprint == p.fingerprint
     assert abs(back.expires_at - p.expires_at) < 0.001
@@ -102,8 +117,11 @@ async def test_full_disk_keeps_old_token(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("err", "cls", "text"),
-    [(errno.EROFS, FatalStoreError, "read-only"), (errno.EACCES, FatalStoreError, "permission denied"),
-     (errno.EIO, TransientStoreError, "EIO")],
+    [
+        (errno.EROFS, FatalStoreError, "read-only"),
+        (errno.EACCES, FatalStoreError, "permission denied"),
+        (errno.EIO, TransientStoreError, "EIO"),
+    ],
 )
 async def test_rename_errors_are_classified(tmp_path, monkeypatch, err, cls, text):
     """Read-only mounts and permission errors are injected by patching os.replace (root bypasses modes)."""

@@ -28,8 +28,10 @@ def test_registered_secret_and_its_urlencoded_form():
 
 def test_bearer_basic_jwt_and_fields():
     jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlX2hlcmU"
-    text = (f"Authorization: Bearer abc.def-ghi Basic Y2FsbTpzZWNyZXQ= token {jwt} "
-            '{"access_token": "opaque-zzz", "expires_in": 300} client_secret=xyz&grant_type=client_credentials')
+    text = (
+        f"Authorization: Bearer abc.def-ghi Basic Y2FsbTpzZWNyZXQ= token {jwt} "
+        '{"access_token": "opaque-zzz", "expires_in": 300} client_secret=xyz&grant_type=client_credentials'
+    )
     out = scrub_text(text)
     for leaked in ("abc.def-ghi", "Y2FsbTpzZWNyZXQ=", jwt, "opaque-zzz", "xyz&"):
         assert leaked not in out, leaked
