@@ -781,8 +781,35 @@ def _is_job_task(task: asyncio.Task[Any]) -> bool:
 
 
 def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
-    """Ask every store about every target's write volume (versions per day, quotas, cost)."""
+    """Ask every store about every target's write volume (versions per day, quotas, cost).
+
+    Also sums the average write rate per store against its ``max_writes_per_second``
+    (e.g. SSM PutParameter allows 3/s by default): a fleet whose rotations need more
+    than the limiter lets through would queue until tokens expire.
+    """
     findings: list[Finding] = []
+    rate: dict[str, float] = {}
+    for cred in config.credentials:
+        pol = cred.policy(config.defaults)
+        life = cred.token_lifetime_for(config.defaults)
+        average_interval = max(policy.refresh_time(0.0, life, 0.0, pol, 0.5), pol.min_interval)
+        for tgt in cred.targets:
+            rate[tgt.store] = rate.get(tgt.store, 0.0) + 1.0 / average_interval
+    for name, per_second in sorted(rate.items()):
+        limit = getattr(config.stores.get(name), "max_writes_per_second", None)
+        if not isinstance(limit, int | float) or per_second <= 0.8 * limit:
+            continue
+        level: Literal["error", "warning"] = "error" if per_second > limit else "warning"
+        findings.append(
+            Finding(
+                level,
+                f"store {name}",
+                f"the credentials need {per_second:.2f} writes/s on average against a limit of {limit:g}/s "
+                f"(max_writes_per_second){'; writes would queue until tokens expire' if level == 'error' else ''}",
+                "spread credentials over more stores/regions, use longer-lived tokens or a later refresh_at, "
+                "or raise the limit where the service allows it (e.g. SSM higher throughput)",
+            )
+        )
     for cred in config.credentials:
         pol = cred.policy(config.defaults)
         lifetime = cred.token_lifetime_for(config.defaults)

@@ -1,0 +1,44 @@
+"""Plan findings that do not depend on one store: aggregate write rate, impossible min_remaining."""
+
+from __future__ import annotations
+
+from syncd.config import load_config
+from syncd.engine import plan_findings
+
+
+def _config(n: int, lifetime: str, store: dict, min_remaining: str = "30s"):
+    return load_config(
+        data={
+            "defaults": {"token_lifetime": lifetime, "min_remaining": min_remaining},
+            "stores": {"ssm": store},
+            "credentials": [
+                {"name": f"c{i}", "client_id": "x", "client_secret": {"env": "X"},
+                 "targets": [{"store": "ssm", "key": f"/vgs/c{i}"}]}
+                for i in range(n)
+            ],
+        }
+    )
+
+
+def test_fleet_exceeding_store_write_rate_is_an_error():
+    ssm = {"type": "aws-ssm", "region": "eu-west-1"}  # PutParameter: 3/s by default
+    # 5-minute tokens refreshed at ~150 s: 1000 credentials need ~6.7 writes/s
+    findings = plan_findings(_config(1000, "5m", ssm), {})
+    errors = [f for f in findings if f.level == "error" and f.subject == "store ssm"]
+    assert len(errors) == 1 and "writes/s" in errors[0].message and errors[0].fix
+    # 100 credentials need ~0.67/s: fine
+    assert not [f for f in plan_findings(_config(100, "5m", ssm), {}) if f.subject == "store ssm"]
+    # near the limit: a warning, not an error
+    near = plan_findings(_config(400, "5m", ssm), {})
+    assert [f.level for f in near if f.subject == "store ssm"] == ["warning"]
+    # raising the limit (higher throughput) clears it
+    fast = {**ssm, "max_writes_per_second": 10}
+    assert not [f for f in plan_findings(_config(1000, "5m", fast), {}) if f.subject == "store ssm"]
+
+
+def test_min_remaining_longer_than_lifetime_is_flagged():
+    cfg = _config(1, "10s", {"type": "file", "directory": "/tmp/x"}, min_remaining="30s")
+    findings = plan_findings(cfg, {})
+    assert any(f.level == "warning" and "min_remaining" in f.message for f in findings)
+    cfg = _config(1, "5m", {"type": "file", "directory": "/tmp/x"}, min_remaining="30s")
+    assert not [f for f in plan_findings(cfg, {}) if "min_remaining" in f.message]
