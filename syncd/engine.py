@@ -34,7 +34,7 @@ from apscheduler.triggers.date import DateTrigger
 from syncd import logs, policy
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
-from syncd.oauth import FatalMintError, MintError, MintRequest, Token, TransientMintError, build_http_client, mint
+from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
 from syncd.payload import TokenPayload, to_rfc3339
 from syncd.stores.base import FatalStoreError, Finding, Store, StoreError, TransientStoreError, create_store
 
@@ -85,6 +85,7 @@ class CredentialState:
     consecutive_failures: int = 0
     mint_retry_at: float | None = None
     last_mint: float | None = None
+    last_attempt: float | None = None
     last_mint_outcome: Outcome | None = None
     last_error: dict[str, Any] | None = None
     next_run: float | None = None
@@ -372,15 +373,20 @@ class Engine:
 
     async def _attempt_mint(self, st: CredentialState) -> bool:
         started = self.clock()
+        st.last_attempt = started
         try:
             payload = await self._mint(st)
-        except (MintError, SecretUnavailableError, ValueError) as exc:
+        except Exception as exc:
             now = self.clock()
-            transient = isinstance(exc, TransientMintError)
+            # MintError says what it is; a missing secret or a bad request is a credential
+            # problem (fatal pace); anything unexpected is retried with backoff.
+            known = (MintError, SecretUnavailableError, ValueError)
+            transient = isinstance(exc, TransientMintError) or not isinstance(exc, known)
             outcome: Outcome = "transient" if transient else "fatal"
             st.mint_failures += 1
             st.last_mint_outcome = outcome
-            st.last_error = _err(exc if isinstance(exc, MintError) else FatalMintError(str(exc), credential=st.name))
+            st.last_error = _err(exc)
+            st.last_error["kind"] = outcome
             retry_after = getattr(exc, "retry_after", None)
             if transient:
                 delay = policy.backoff_delay(st.mint_failures - 1, st.policy, self.rng.random(), retry_after)
@@ -445,7 +451,12 @@ class Engine:
         token = st.token
         candidates: list[float] = []
         if token is None or now >= token.refresh_after or token.expired(now):
-            candidates.append(st.mint_retry_at if st.mint_retry_at is not None else now)
+            due = st.mint_retry_at if st.mint_retry_at is not None else now
+            # A token that is due (or expired) as soon as it is minted must not turn into a
+            # hot loop against the IdP: min_interval between two mint attempts, always.
+            if st.last_attempt is not None:
+                due = max(due, st.last_attempt + st.policy.min_interval)
+            candidates.append(due)
         else:
             candidates.append(token.refresh_after)
         if token is not None and not token.expired(now):
