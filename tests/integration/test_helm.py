@@ -1,0 +1,768 @@
+"""The Helm chart (helm/syncd), rendered for real with Helm's Go SDK and validated.
+
+No cluster is available, so the chart is checked as far as it can be offline:
+
+- it renders and lints cleanly for every value set in helm/syncd/ci/ (minimal, Vault with
+  Kubernetes auth, AWS IRSA, 3 replicas, everything on);
+- every rendered object validates against the Kubernetes OpenAPI schemas (strict: unknown
+  fields fail) for the oldest supported and a recent Kubernetes version; the
+  prometheus-operator CRDs, which those schemas do not have, get a structural check here;
+- the rendered syncd.toml is accepted by `syncd check`;
+- every metric name in the alert rules and the dashboard is exported by a real daemon's
+  /metrics (scraped from `syncd run` against the fake IdP), so no alert watches a series
+  that does not exist;
+- values.schema.json rejects wrong types, unknown keys and plaintext secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.config import load_config
+from tests.peers.fake_idp import FakeIdP, ok
+from tests.peers.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "helm" / "syncd"
+CI_DIR = CHART_DIR / "ci"
+RELEASE = "syncd"
+NAMESPACE = "payments"
+VALUE_SETS = sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+# The chart's kubeVersion floor, and the newest Kubernetes the validator ships schemas for.
+KUBE_VERSIONS = ("1.29", ".".join(latest_version().split(".")[:2]))
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+ALERTS = {
+    "SyncdTokenExpiringSoon": "#syncdtokenexpiringsoon",
+    "SyncdRotationFailing": "#syncdrotationfailing",
+    "SyncdTargetStale": "#syncdtargetstale",
+    "SyncdAbsent": "#syncdabsent",
+}
+SYNCD = Path(sys.executable).parent / "syncd"
+
+assert {"minimal", "vault", "aws-irsa", "replicas", "full"} <= set(VALUE_SETS), VALUE_SETS
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def load_values(name: str) -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load((CI_DIR / f"{name}-values.yaml").read_text(encoding="utf-8"))
+    return values
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm.Chart]:
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+def render(chart: helm.Chart, values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Template path -> the objects it rendered (NOTES.txt under its own key, as text)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path, text in chart.render(values, name=RELEASE, namespace=NAMESPACE).items():
+        if path.endswith("NOTES.txt"):
+            out[path] = [{"text": text}]
+        else:
+            out[path] = [doc for doc in yaml.safe_load_all(text) if doc]
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(chart: helm.Chart) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    return {name: render(chart, load_values(name)) for name in VALUE_SETS}
+
+
+def objects(manifests: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [doc for path, docs in manifests.items() if not path.endswith("NOTES.txt") for doc in docs]
+
+
+def one(manifests: dict[str, list[dict[str, Any]]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [o for o in objects(manifests) if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def notes(manifests: dict[str, list[dict[str, Any]]]) -> str:
+    return str(next(docs[0]["text"] for path, docs in manifests.items() if path.endswith("NOTES.txt")))
+
+
+def syncd_toml(manifests: dict[str, list[dict[str, Any]]]) -> str:
+    cms = [o for o in objects(manifests) if o["kind"] == "ConfigMap" and "syncd.toml" in o.get("data", {})]
+    assert len(cms) == 1
+    return str(cms[0]["data"]["syncd.toml"])
+
+
+def pod_spec(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    containers = pod_spec(manifests)["containers"]
+    assert [c["name"] for c in containers] == ["syncd"]
+    main: dict[str, Any] = containers[0]
+    return main
+
+
+def render_error(chart: helm.Chart, values: dict[str, Any]) -> str:
+    with pytest.raises(helm.HelmError) as info:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- lint and schemas
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_lint_has_no_errors_or_warnings(value_set):
+    report = helm.lint(CHART_DIR, load_values(value_set), namespace=NAMESPACE, kube_version="v1.29.0")
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == [], problems
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_object_validates_against_kubernetes_schemas(rendered, value_set):
+    validated = []
+    for obj in objects(rendered[value_set]):
+        if obj["kind"] in CRD_KINDS:
+            check_crd_structure(obj)
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {path}: {exc.message}")
+        validated.append(obj["kind"])
+    assert {"ConfigMap", "Deployment", "Service", "ServiceAccount"} <= set(validated)
+
+
+def check_crd_structure(obj: dict[str, Any]) -> None:
+    """The parts of the prometheus-operator CRDs the chart relies on (no OpenAPI schema is available)."""
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+    meta = obj["metadata"]
+    assert meta["name"] and meta["namespace"] == NAMESPACE
+    assert all(isinstance(v, str) for v in meta.get("labels", {}).values())
+    spec = obj["spec"]
+    if obj["kind"] == "ServiceMonitor":
+        assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+        assert spec["selector"]["matchLabels"]
+        assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        for endpoint in spec["endpoints"]:
+            assert set(endpoint) <= {
+                "port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings",
+                "metricRelabelings",
+            }  # fmt: skip
+            assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+            for key in ("interval", "scrapeTimeout"):
+                assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", endpoint[key]), endpoint[key]
+    else:
+        assert set(spec) == {"groups"}
+        names = set()
+        for group in spec["groups"]:
+            assert set(group) <= {"name", "rules", "interval"}
+            assert group["name"] not in names
+            names.add(group["name"])
+            for rule in group["rules"]:
+                assert ("alert" in rule) != ("record" in rule), rule
+                assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}, rule
+                assert isinstance(rule["expr"], str) and rule["expr"].strip()
+                if "for" in rule:
+                    assert re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", rule["for"]), rule["for"]
+                for key in ("labels", "annotations"):
+                    assert all(isinstance(v, str) for v in rule.get(key, {}).values()), rule.get(key)
+
+
+# --------------------------------------------------------------------------- syncd.toml
+
+
+def store_type_installed(store_type: str) -> bool:
+    eps = {ep.name: ep for ep in entry_points(group="syncd.stores")}
+    if store_type not in eps:
+        return False
+    module = eps[store_type].value.partition(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendered_config_passes_syncd_check(rendered, value_set, tmp_path):
+    path = tmp_path / "syncd.toml"
+    path.write_text(syncd_toml(rendered[value_set]), encoding="utf-8")
+    os.chmod(path, 0o644)  # as mounted from the ConfigMap
+    # The schema and cross-checks, in-process: needs no store implementation.
+    config = load_config(path)
+    assert config.daemon.listen.endswith(f":{load_values(value_set).get('server', {}).get('port', 9440)}")
+    missing = sorted({s.type for s in config.stores.values() if not store_type_installed(s.type)})
+    if missing:
+        pytest.skip(f"store type(s) {', '.join(missing)} not implemented in this checkout: `syncd check` cannot plan")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    result = subprocess.run(
+        [str(SYNCD), "check", "-c", str(path)], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert result.returncode == 0, f"syncd check exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "ok: configuration is valid" in result.stdout
+
+
+def test_toml_rendering_of_strings_numbers_and_tables(chart):
+    tricky = 'a "quoted" \\ back\\slash\ttab\nnewline <&> é ☃'
+    values = load_values("minimal")
+    values["config"]["defaults"] = {"refresh_at": 0.75, "jitter": 0, "min_remaining": "45s", "retry_max": 120}
+    values["config"]["stores"]["vault"] = {
+        "type": "vault",
+        "url": "https://vault:8200",
+        "kv_version": 1,
+        "max_versions": 3,
+        "tls_skip_verify": False,
+        "auth": {"method": "approle", "role_id": "r", "secret_id": {"existingSecret": "approle", "key": "id"}},
+    }
+    values["config"]["credentials"][0].update(
+        {
+            "extra_params": {"audience": tricky, "odd key.x": "v"},
+            "scopes": ["a:b", "c"],
+            "targets": [{"store": "local", "key": "calm.json", "mode": "0640"}, {"store": "vault", "key": "k/calm"}],
+        }
+    )
+    doc = tomllib.loads(syncd_toml(render(chart, values)))
+    cred = doc["credentials"][0]
+    assert cred["extra_params"] == {"audience": tricky, "odd key.x": "v"}
+    assert cred["client_secret"] == {"file": "/etc/syncd/secrets/vgs-calm/client-secret"}
+    assert cred["targets"] == [
+        {"store": "local", "key": "calm.json", "mode": "0640"},
+        {"store": "vault", "key": "k/calm"},
+    ]
+    assert doc["defaults"] == {"refresh_at": 0.75, "jitter": 0, "min_remaining": "45s", "retry_max": 120}
+    assert isinstance(doc["defaults"]["retry_max"], int)
+    vault = doc["stores"]["vault"]
+    assert vault["kv_version"] == 1 and isinstance(vault["kv_version"], int)
+    assert vault["tls_skip_verify"] is False
+    assert vault["auth"] == {
+        "method": "approle",
+        "role_id": "r",
+        "secret_id": {"file": "/etc/syncd/secrets/approle/id"},
+    }
+    assert doc["daemon"]["listen"] == "0.0.0.0:9440"
+
+
+def test_null_leaves_a_key_out(chart):
+    values = load_values("minimal")
+    values["config"]["daemon"] = {"log_format": None}
+    doc = tomllib.loads(syncd_toml(render(chart, values)))
+    assert "log_format" not in doc["daemon"]
+    assert doc["daemon"]["log_level"] == "info"
+
+
+def test_ipv6_listen_address(rendered):
+    doc = tomllib.loads(syncd_toml(rendered["full"]))
+    assert doc["daemon"]["listen"] == "[::]:9550"
+    assert load_config(data=doc).daemon.host_port == ("::", 9550)
+
+
+# --------------------------------------------------------------------------- the Deployment
+
+
+def test_defaults_without_a_credential_fail_with_a_clear_message(chart):
+    message = render_error(chart, {})
+    assert "config.credentials is empty" in message
+
+
+def test_unknown_store_in_a_target_fails_at_render(chart):
+    values = load_values("minimal")
+    values["config"]["credentials"][0]["targets"][0]["store"] = "lcoal"
+    message = render_error(chart, values)
+    assert 'unknown store "lcoal"' in message and "local" in message
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_pod_security(rendered, value_set):
+    spec = pod_spec(rendered[value_set])
+    pod_sc = spec["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] == 10001 and pod_sc["fsGroup"] == 10001
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(rendered[value_set])["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["enableServiceLinks"] is False
+    # Writable places are explicit volumes: /tmp and each file store directory.
+    mounts = {m["mountPath"]: m for m in container(rendered[value_set])["volumeMounts"]}
+    assert "/tmp" in mounts
+    for store in tomllib.loads(syncd_toml(rendered[value_set]))["stores"].values():
+        if store["type"] == "file":
+            assert store["directory"] in mounts and not mounts[store["directory"]].get("readOnly")
+
+
+def test_probes_use_the_http_port(rendered):
+    c = container(rendered["minimal"])
+    assert c["ports"] == [{"name": "http", "containerPort": 9440, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # The startup probe gates liveness while the first reads and mints run (5 minutes), on /livez:
+    # an IdP outage at start-up must not turn into a restart loop.
+    startup = c["startupProbe"]
+    assert startup["httpGet"] == {"path": "/livez", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    full = container(rendered["full"])
+    assert full["ports"][0]["containerPort"] == 9550
+    service = one(rendered["full"], "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http" and service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_config_path_and_args(rendered):
+    c = container(rendered["minimal"])
+    assert c["args"] == ["run", "--config", "/etc/syncd/config/syncd.toml"]
+    assert {"name": "SYNCD_CONFIG", "value": "/etc/syncd/config/syncd.toml"} in c["env"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["config"] == {"name": "config", "mountPath": "/etc/syncd/config", "readOnly": True}
+    assert "subPath" not in mounts["config"]  # a subPath mount would never see ConfigMap updates
+
+
+def test_termination_grace_period_covers_the_drain(rendered, chart):
+    assert pod_spec(rendered["minimal"])["terminationGracePeriodSeconds"] == 10 + 10
+    assert pod_spec(rendered["full"])["terminationGracePeriodSeconds"] == 90 + 10  # drain_timeout = "1m30s"
+    values = load_values("minimal")
+    values["config"]["daemon"] = {"drain_timeout": 2.5}
+    values["terminationGracePeriodMargin"] = 5
+    assert pod_spec(render(chart, values))["terminationGracePeriodSeconds"] == 3 + 5
+
+
+def test_checksum_annotation_follows_the_config_only(chart):
+    def checksum(values: dict[str, Any]) -> str:
+        annotations = one(render(chart, values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["checksum/config"])
+
+    base = load_values("minimal")
+    first = checksum(base)
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    assert checksum(copy.deepcopy(base)) == first, "rendering is deterministic"
+    changed = copy.deepcopy(base)
+    changed["config"]["daemon"] = {"log_level": "debug"}
+    assert checksum(changed) != first
+    changed = copy.deepcopy(base)
+    changed["config"]["credentials"][0]["scopes"] = ["cards:read"]
+    assert checksum(changed) != first
+    unrelated = copy.deepcopy(base)
+    unrelated["resources"] = {"requests": {"cpu": "100m", "memory": "64Mi"}}
+    assert checksum(unrelated) == first, "only a config change should roll the pods"
+
+
+def test_secrets_are_mounted_from_existing_secrets_only(rendered):
+    manifests = rendered["vault"]
+    kinds = {o["kind"] for o in objects(manifests)}
+    assert "Secret" not in kinds, "the chart never creates a Secret"
+    spec = pod_spec(manifests)
+    secret_volumes = [v for v in spec["volumes"] if "secret" in v]
+    # Two credentials use two keys of one Secret: one volume holding exactly those keys.
+    assert len(secret_volumes) == 1
+    volume = secret_volumes[0]
+    assert volume["secret"]["secretName"] == "vgs-credentials"
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert [i["key"] for i in volume["secret"]["items"]] == ["calm-client-secret", "card-client-secret"]
+    mount = next(m for m in container(manifests)["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True and "subPath" not in mount  # subPath would freeze a rotated secret
+    doc = tomllib.loads(syncd_toml(manifests))
+    for cred in doc["credentials"]:
+        file = Path(cred["client_secret"]["file"])
+        assert file.parent == Path(mount["mountPath"])
+        assert file.name in {i["path"] for i in volume["secret"]["items"]}
+    # The Vault CA comes from a ConfigMap, mounted the same way.
+    ca = Path(doc["stores"]["vault"]["ca_cert"])
+    cm_volume = next(v for v in spec["volumes"] if "configMap" in v and v["configMap"]["name"] == "vault-ca")
+    cm_mount = next(m for m in container(manifests)["volumeMounts"] if m["name"] == cm_volume["name"])
+    assert ca == Path(cm_mount["mountPath"]) / "ca.crt"
+
+
+def test_service_account_file_from_a_secret(rendered):
+    manifests = rendered["aws-irsa"]
+    cred = tomllib.loads(syncd_toml(manifests))["credentials"][0]
+    assert cred["service_account_file"] == "/etc/syncd/secrets/vgs-calm-sa/credentials.yaml"
+    assert "client_secret" not in cred and "client_id" not in cred
+    volume = next(v for v in pod_spec(manifests)["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "vgs-calm-sa"
+
+
+def test_vault_kubernetes_auth_mounts_the_service_account_token(rendered):
+    manifests = rendered["vault"]
+    assert pod_spec(manifests)["automountServiceAccountToken"] is True
+    assert one(manifests, "ServiceAccount")["automountServiceAccountToken"] is True
+    auth = tomllib.loads(syncd_toml(manifests))["stores"]["vault"]["auth"]
+    assert auth == {"method": "kubernetes", "role": "syncd"}  # jwt_file: syncd's default, the automounted token
+
+
+def test_irsa_annotation_and_no_api_token(rendered):
+    manifests = rendered["aws-irsa"]
+    sa = one(manifests, "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/syncd"}
+    assert sa["automountServiceAccountToken"] is False
+    assert pod_spec(manifests)["automountServiceAccountToken"] is False
+    assert pod_spec(manifests)["serviceAccountName"] == sa["metadata"]["name"]
+    for name in ("minimal", "full"):  # no kubernetes auth with the default token path
+        assert pod_spec(rendered[name])["automountServiceAccountToken"] is False
+
+
+def test_single_replica_has_no_pdb_nor_spread(rendered):
+    manifests = rendered["minimal"]
+    assert one(manifests, "Deployment")["spec"]["replicas"] == 1
+    assert not [o for o in objects(manifests) if o["kind"] == "PodDisruptionBudget"]
+    assert "topologySpreadConstraints" not in pod_spec(manifests)
+    strategy = one(manifests, "Deployment")["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_replicas_get_a_pdb_and_topology_spread(rendered):
+    manifests = rendered["replicas"]
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    spread = pod_spec(manifests)["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert "replicaCount is 3" in notes(manifests)
+    # minAvailable, when set, replaces maxUnavailable.
+    full_pdb = one(rendered["full"], "PodDisruptionBudget")["spec"]
+    assert full_pdb["minAvailable"] == 1 and "maxUnavailable" not in full_pdb
+
+
+def test_replicas_with_secrets_manager_need_an_acknowledgement(chart):
+    values = load_values("aws-irsa")
+    values["replicaCount"] = 2
+    message = render_error(chart, values)
+    assert "config.stores.aws is aws-secretsmanager" in message and "allowSecretsManagerWithReplicas" in message
+    values["allowSecretsManagerWithReplicas"] = True
+    assert one(render(chart, values), "Deployment")["spec"]["replicas"] == 2
+
+
+def test_selectors_match_the_pods(rendered):
+    for name in VALUE_SETS:
+        manifests = rendered[name]
+        deployment = one(manifests, "Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert one(manifests, "Service")["spec"]["selector"].items() <= labels.items()
+        test_pods = [o for o in objects(manifests) if o["kind"] == "Pod"]
+        for pod in test_pods:  # the `helm test` pod must not join the Service
+            assert not one(manifests, "Service")["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+
+
+def test_optional_objects(rendered):
+    kinds = lambda name: sorted(o["kind"] for o in objects(rendered[name]))  # noqa: E731
+    assert kinds("minimal") == ["ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount"]
+    assert kinds("full") == [
+        "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "Pod", "PodDisruptionBudget", "PrometheusRule",
+        "Service", "ServiceAccount", "ServiceMonitor",
+    ]  # fmt: skip
+
+
+def test_test_hook_runs_syncd_status(rendered):
+    pod = one(rendered["minimal"], "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    c = pod["spec"]["containers"][0]
+    assert c["args"] == ["status", "--url", f"http://syncd.{NAMESPACE}.svc:9440"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_notes_explain_how_to_check_rotation(rendered):
+    text = notes(rendered["minimal"])
+    assert f"kubectl -n {NAMESPACE} exec deploy/syncd -- syncd status --url http://127.0.0.1:9440" in text
+    assert f"kubectl -n {NAMESPACE} port-forward svc/syncd 9440:9440" in text
+    assert "vgs-calm: client-secret" in text
+    assert "WARNING" not in text
+    assert "aws.primary is AWS Secrets Manager" in notes(rendered["full"])
+
+
+def test_network_policy(rendered):
+    policy = one(rendered["full"], "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["podSelector"]["matchLabels"] == one(rendered["full"], "Service")["spec"]["selector"]
+    ingress = policy["ingress"]
+    assert len(ingress) == 1 and ingress[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    sources = ingress[0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in sources
+    assert any(
+        s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "test" for s in sources
+    )
+    egress = policy["egress"]
+    dns = egress[0]
+    assert {p["port"] for p in dns["ports"]} == {53} and {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+    assert egress[1] == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}],
+        "ports": [{"port": 443, "protocol": "TCP"}],
+    }
+    assert egress[2]["ports"] == [{"port": 8200, "protocol": "TCP"}]
+    assert egress[3]["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "vault"}
+
+
+def test_grafana_dashboard_configmap(rendered):
+    cm = one(rendered["full"], "ConfigMap", "-dashboard")
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Security"}
+    dashboard = json.loads(cm["data"]["syncd.json"])
+    assert dashboard["uid"] == "syncd-overview"
+    assert dashboard == json.loads((CHART_DIR / "dashboards" / "syncd.json").read_text(encoding="utf-8"))
+    panel_ids = [p["id"] for p in dashboard["panels"]]
+    assert len(panel_ids) == len(set(panel_ids))
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}"
+            assert panel["targets"], panel["title"]
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def alert_rules(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    rule = one(manifests, "PrometheusRule")
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r}
+
+
+def test_prometheus_rule_alerts(rendered, chart):
+    rules = alert_rules(rendered["full"])
+    assert set(ALERTS) <= set(rules)
+    for name, anchor in ALERTS.items():
+        rule = rules[name]
+        assert rule["annotations"]["runbook_url"] == f"https://docs.example.com/syncd/operations{anchor}"
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+        assert rule["labels"]["team"] == "payments" and rule["labels"]["severity"] in {"warning", "critical"}
+        # Every series is this release's: job and namespace matchers on each selector.
+        for selector in re.findall(r"\{([^}]*)\}", rule["expr"]):
+            assert f'job="syncd-tokens",namespace="{NAMESPACE}"' in selector, rule["expr"]
+    assert "- time() < 90" in rules["SyncdTokenExpiringSoon"]["expr"]
+    assert rules["SyncdTokenExpiringSoon"]["for"] == "30s"
+    assert "syncd_consecutive_failures" in rules["SyncdRotationFailing"]["expr"]
+    assert rules["SyncdRotationFailing"]["for"] == "5m"
+    assert rules["SyncdTargetStale"]["expr"].endswith("> 600")
+    assert rules["SyncdAbsent"]["expr"].startswith("absent(up{")
+    # Prometheus templates survive Helm's templating.
+    assert "{{ $labels.credential }}" in rules["SyncdRotationFailing"]["annotations"]["summary"]
+    # Without a runbook base URL: the repository path of the operations guide.
+    values = load_values("minimal")
+    values["prometheusRule"] = {"enabled": True}
+    default_rules = alert_rules(render(chart, values))
+    assert default_rules["SyncdAbsent"]["annotations"]["runbook_url"] == "docs/operations.md#syncdabsent"
+    assert "for" not in default_rules["SyncdTokenExpiringSoon"]
+
+
+_PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+    "inf", "nan", "atan2",
+}  # fmt: skip
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (or a Grafana query using $variables).
+
+    Drops strings (label values), label matchers, range/subquery brackets, grouping label
+    lists and function names; what remains as identifiers are metric names.
+    """
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", " ", text)
+    text = re.sub(r"\[[^\[\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$:])[A-Za-z_:][\w:]*(?!\w)", text):
+        word = match.group(0)
+        after = text[match.end() :].lstrip()
+        if word.lower() in _PROMQL_KEYWORDS or after.startswith("("):
+            continue
+        names.add(word)
+    return names
+
+
+def test_promql_metric_name_extraction():
+    expr = (
+        'histogram_quantile(0.95, sum by (le, store) (rate(syncd_write_duration_seconds_bucket{job=~"$job"}'
+        '[$__rate_interval]))) > on(credential) group_left syncd_x offset 5m or vector(0) and up{a="b(c)"} == 1e3'
+    )
+    assert promql_metric_names(expr) == {"syncd_write_duration_seconds_bucket", "syncd_x", "up"}
+    assert promql_metric_names("label_values(syncd_build_info, namespace)") == {"syncd_build_info", "namespace"}
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((CHART_DIR / "dashboards" / "syncd.json").read_text(encoding="utf-8"))
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            # label_values(metric{...}, label): the metric only (the label is not a series).
+            match = re.fullmatch(r"label_values\((.*),\s*\w+\)", query)
+            queries.append(match.group(1) if match else query)
+    return queries
+
+
+# Requests to the daemon never go through a proxy configured in the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+# Series Prometheus itself creates for every scrape target.
+PROMETHEUS_SYNTHETIC = {"up"}
+
+
+@pytest.fixture
+def running_daemon(chart: helm.Chart, fake_idp: FakeIdP, tmp_path: Path) -> Iterator[str]:
+    """`syncd run` on a syncd.toml rendered by the chart, against the fake IdP; yields its base URL.
+
+    The values are the minimal set, pointed at local paths: the client secret as a
+    `{file: ...}` reference, the file store in tmp_path, the HTTP server on a free port.
+    """
+    fake_idp.default = ok(ttl=300)
+    secret = tmp_path / "client.secret"
+    secret.write_text("calm-secret\n", encoding="utf-8")
+    secret.chmod(0o600)
+    port = free_port()
+    values = load_values("minimal")
+    values["server"] = {"host": "127.0.0.1", "port": port}
+    values["config"]["daemon"] = {"drain_timeout": "2s"}
+    values["config"]["stores"]["local"]["directory"] = str(tmp_path / "out")
+    cred = values["config"]["credentials"][0]
+    cred.update(token_url=fake_idp.token_url, client_id="calm", client_secret={"file": str(secret)})
+    config = tmp_path / "syncd.toml"
+    config.write_text(syncd_toml(render(chart, values)), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") and "proxy" not in k.lower()}
+    log = (tmp_path / "syncd.log").open("w")
+    proc = subprocess.Popen([str(SYNCD), "run", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"syncd exited {proc.returncode}:\n{(tmp_path / 'syncd.log').read_text()[-3000:]}")
+            try:
+                with _OPENER.open(f"{base}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"syncd not ready in 30 s:\n{(tmp_path / 'syncd.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        assert (tmp_path / "out" / "calm.json").exists()
+        # The client secret reached the IdP through the rendered { file = ... } reference.
+        assert fake_idp.requests[0].form["client_secret"] == "calm-secret"
+        yield base
+        # SIGTERM drains and exits 0 well within the chart's grace period (drain_timeout + margin).
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0, (tmp_path / "syncd.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_every_metric_in_alerts_and_dashboard_is_exported(running_daemon, rendered):
+    with _OPENER.open(f"{running_daemon}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    exported = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert "syncd_mints_total" in exported and "syncd_mint_duration_seconds_bucket" in exported
+
+    rules = alert_rules(rendered["full"])
+    used: dict[str, set[str]] = {}
+    for name in ALERTS:
+        used[f"alert {name}"] = promql_metric_names(rules[name]["expr"])
+    for query in dashboard_queries():
+        used.setdefault("dashboard", set()).update(promql_metric_names(query) - {"namespace", "job", "credential"})
+    problems = []
+    for where, names in used.items():
+        unknown = sorted(names - exported - PROMETHEUS_SYNTHETIC)
+        if not names:
+            problems.append(f"{where}: no metric found")
+        elif unknown:
+            problems.append(f"{where} uses series that syncd does not export: {unknown}")
+    assert not problems, "\n".join(problems)
+
+    # The dashboard shows what the issue asks for.
+    dashboard_names = used["dashboard"]
+    for required in (
+        "syncd_target_token_expiry_timestamp_seconds",  # remaining lifetime per credential/target
+        "syncd_mints_total",
+        "syncd_writes_total",  # mints and writes by outcome
+        "syncd_mint_duration_seconds_bucket",
+        "syncd_write_duration_seconds_bucket",  # mint and write latency
+        "syncd_schedule_lateness_seconds_bucket",  # schedule lateness
+    ):
+        assert required in dashboard_names, required
+
+
+# --------------------------------------------------------------------------- values.schema.json
+
+
+def test_schema_rejects_a_wrong_type(chart):
+    message = render_error(chart, {**load_values("minimal"), "replicaCount": "three"})
+    assert "/replicaCount" in message and "want integer" in message
+    values = load_values("minimal")
+    values["config"]["defaults"] = {"refresh_at": "half"}
+    assert "/config/defaults/refresh_at" in render_error(chart, values)
+
+
+def test_schema_rejects_unknown_keys(chart):
+    assert "'replicaCont' not allowed" in render_error(chart, {**load_values("minimal"), "replicaCont": 3})
+    values = load_values("minimal")
+    values["config"]["defaults"] = {"refesh_at": 0.5}  # a typo syncd would also refuse
+    message = render_error(chart, values)
+    assert "/config/defaults" in message and "'refesh_at' not allowed" in message
+    values = load_values("minimal")
+    values["config"]["credentials"][0]["targets"][0]["slot"] = 2
+    assert "'slot' not allowed" in render_error(chart, values)
+
+
+def test_schema_rejects_a_plaintext_client_secret(chart):
+    values = load_values("minimal")
+    values["config"]["credentials"][0]["client_secret"] = "hunter2"
+    message = render_error(chart, values)
+    assert "/config/credentials/0/client_secret" in message
+
+
+def test_schema_rejects_the_chart_owned_listen(chart):
+    values = load_values("minimal")
+    values["config"]["daemon"] = {"listen": "127.0.0.1:9440"}
+    assert "'listen' not allowed" in render_error(chart, values)
+
+
+def test_schema_rejects_a_relative_file_store_directory(chart):
+    values = load_values("minimal")
+    values["config"]["stores"]["local"]["directory"] = "tokens"
+    assert "/config/stores/local" in render_error(chart, values)
+
+
+def test_file_store_cannot_use_a_chart_directory(chart):
+    values = load_values("minimal")
+    values["config"]["stores"]["local"]["directory"] = "/etc/syncd/out"
+    assert "is used by the chart" in render_error(chart, values)
+
+
+def test_lint_reports_schema_errors():
+    report = helm.lint(CHART_DIR, {**load_values("minimal"), "replicaCont": 3}, namespace=NAMESPACE)
+    assert any("'replicaCont' not allowed" in e for e in report["errors"])
