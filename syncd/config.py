@@ -43,6 +43,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -341,6 +342,9 @@ class _AwsStoreConfig(_Model):
     connect_timeout: Duration = 5.0
     read_timeout: Duration = 10.0
     max_workers: int = Field(default=16, ge=1, le=256)
+    # Where to call sts:AssumeRole for role_arn (a VPC endpoint, or an emulator in tests);
+    # None means the regional STS endpoint. endpoint_url applies to the store's own service only.
+    sts_endpoint_url: str | None = None
 
 
 class AwsSecretsManagerStoreConfig(_AwsStoreConfig):
@@ -356,7 +360,12 @@ class AwsSsmStoreConfig(_AwsStoreConfig):
     type: Literal["aws-ssm"]
     tier: Literal["Standard", "Advanced", "Intelligent-Tiering"] = "Standard"
     tags: dict[str, str] = Field(default_factory=dict)
+    description: str = "OAuth access token rotated by syncd"
+    # PutParameter: 3/s per account and region with the default (standard) throughput, 10/s
+    # with "higher throughput" enabled. GetParameter shares 40/s with GetParameters and
+    # GetParametersByPath, i.e. with the consumers; syncd only reads at start-up, so it takes half.
     max_writes_per_second: float = Field(default=3.0, gt=0, le=10000)
+    max_reads_per_second: float = Field(default=20.0, gt=0, le=10000)
 
 
 class PluginStoreConfig(BaseModel):
@@ -803,6 +812,18 @@ def load_config(path: str | Path | None = None, *, data: Mapping[str, Any] | Non
         config = Config()
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, data))
+        raise ConfigError(source, problems) from None
+    except SettingsError as exc:
+        # An environment override that is not valid for its key, e.g. SYNCD_DAEMON=x.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        key = field.group(1) if field else "?"
+        problems.append(
+            Problem(
+                key,
+                f"the environment variable SYNCD_{key.upper()} cannot be parsed for this key "
+                f"(a section needs SYNCD_{key.upper()}__<KEY>=value, or JSON): fix or unset it",
+            )
+        )
         raise ConfigError(source, problems) from None
     finally:
         _SOURCE.reset(token_src)

@@ -110,6 +110,13 @@ def test_env_overrides(tmp_path, monkeypatch):
     assert cfg.defaults.min_remaining == 45.0
 
 
+def test_unparseable_env_override_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNCD_DAEMON", "x")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL))
+    assert "SYNCD_DAEMON" in problems(info.value)["daemon"]
+
+
 def test_config_file_from_env(tmp_path, monkeypatch):
     path = write(tmp_path, MINIMAL, name="other.toml")
     monkeypatch.setenv("SYNCD_CONFIG", str(path))
