@@ -78,3 +78,43 @@ def test_once_and_wrong_secret_errors_never_leak(oidc_server, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     token = wait_for(lambda: (out / "calm.raw").read_text(), 5)
     assert token not in proc.stdout + proc.stderr and SECRET not in proc.stdout + proc.stderr
+
+
+def test_botocore_debug_bodies_are_redacted(oidc_server, moto_server, aws_env, tmp_path):
+    """botocore at debug prints request bodies (the SecretString): redaction must remove the token."""
+    out = tmp_path / "out"
+    (tmp_path / "calm.secret").write_text(SECRET)
+    import boto3
+
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server.endpoint_url, region_name="eu-west-1")
+    sm.create_secret(Name="leak/calm", SecretString="placeholder")
+    cfg = _config(oidc_server, out) + f"""
+[stores.aws]
+type = "aws-secretsmanager"
+region = "eu-west-1"
+endpoint_url = "{moto_server.endpoint_url}"
+quota_check = false
+"""
+    cfg = cfg.replace(
+        '{ store = "local", key = "calm.raw", format = "raw" }]',
+        '{ store = "local", key = "calm.raw", format = "raw" }, { store = "aws", key = "leak/calm" }]',
+    )
+    tokens: set[str] = set()
+    with SyncdProcess(cfg, tmp_path, env=dict(aws_env_vars())) as d:
+        d.wait_http()
+        deadline = time.time() + 6
+        while time.time() < deadline:
+            if (out / "calm.raw").exists():
+                tokens.add((out / "calm.raw").read_text())
+            time.sleep(0.2)
+        assert d.stop() == 0
+    logs = d.log_text()
+    assert "PutSecretValue" in logs and "SecretString" in logs, "botocore debug bodies must be in the logs"
+    assert len(tokens) >= 2
+    assert SECRET not in logs
+    for token in tokens:
+        assert token not in logs, "an access token leaked through botocore debug logging"
+
+
+def aws_env_vars():
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
