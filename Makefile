@@ -26,7 +26,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check syncd tests bench demo
+	$(BIN)/ruff check .
 	$(BIN)/mypy syncd
 	$(BIN)/bandit -q -r syncd -c pyproject.toml
 	bash scripts/audit-deps.sh
