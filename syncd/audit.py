@@ -3,16 +3,29 @@
 This is the blackbox check a team runs from a CronJob: it needs no running
 daemon, only read access to the stores, so it verifies rotation independently
 of the process doing it.
+
+Each target gets one status:
+
+* ``fresh``        a payload of this credential, not yet past its refresh time (+ slack)
+* ``stale``        still valid, but more than max(25 % of its lifetime, 5 s) past
+                   ``refresh_after``: the writer is late (a warning; a problem with ``--strict``)
+* ``expired``      past ``expires_at``: consumers read a dead token
+* ``missing``      nothing at the key
+* ``unparseable``  something is there but it is not a syncd payload (corrupt, truncated, edited)
+* ``foreign``      a payload written for another credential (two configs share a key)
+* ``error``        the store could not be read (permissions, outage) or not even created
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from syncd.config import Config
+from syncd.logs import scrub_text
 from syncd.payload import to_rfc3339
 from syncd.stores.base import Store, StoreError, create_store
 
@@ -22,7 +35,8 @@ class TargetReport:
     credential: str
     target: str
     status: str  # fresh | stale | expired | missing | unparseable | foreign | error
-    problem: str | None = None
+    problem: str | None = None  # set for every status but fresh and stale: exit 1
+    warning: str | None = None  # stale: still valid but past its refresh time (exit 1 only with --strict)
     fingerprint: str | None = None
     issued_at: float | None = None
     expires_at: float | None = None
@@ -39,6 +53,7 @@ class TargetReport:
             "target": self.target,
             "status": self.status,
             "problem": self.problem,
+            "warning": self.warning,
             "fingerprint": self.fingerprint,
             "issued_at": to_rfc3339(self.issued_at) if self.issued_at else None,
             "expires_at": to_rfc3339(self.expires_at) if self.expires_at else None,
@@ -48,11 +63,20 @@ class TargetReport:
 
 
 async def inspect_targets(config: Config, *, now: float | None = None) -> list[TargetReport]:
-    stores: dict[str, Store] = {name: create_store(name, scfg) for name, scfg in config.stores.items()}
+    """One report per configured target, in config order. Never raises for a store problem."""
+    stores: dict[str, Store] = {}
+    broken: dict[str, str] = {}
+    for name, scfg in config.stores.items():
+        try:
+            stores[name] = create_store(name, scfg)
+        except Exception as exc:  # reported on each of its targets instead of a traceback
+            broken[name] = f"cannot create store {name!r}: {type(exc).__name__}: {exc}"
     sem = asyncio.Semaphore(32)
     try:
 
-        async def one(cred_name: str, store: Store, tgt: Any) -> TargetReport:
+        async def one(cred_name: str, store: Store | None, tgt: Any) -> TargetReport:
+            if store is None:
+                return TargetReport(cred_name, tgt.label, "error", problem=broken[tgt.store])
             async with sem:
                 try:
                     payload = await store.read(tgt.key, target=tgt)
@@ -62,7 +86,14 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
                         cred_name,
                         tgt.label,
                         "unparseable" if unparseable else "error",
-                        problem=("unparseable: " if unparseable else "read failed: ") + str(exc),
+                        problem=("unparseable: " if unparseable else "read failed: ") + scrub_text(str(exc)),
+                    )
+                except Exception as exc:
+                    return TargetReport(
+                        cred_name,
+                        tgt.label,
+                        "error",
+                        problem=f"read failed: {type(exc).__name__}: {scrub_text(str(exc))}",
                     )
             t = time.time() if now is None else now
             if payload is None:
@@ -87,12 +118,20 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
                 return TargetReport(
                     cred_name, tgt.label, "expired", problem=f"expired {ago:.0f}s ago: rotation has stopped", **base
                 )
-            if t > payload.refresh_after + max(payload.lifetime * 0.25, 5.0):
-                return TargetReport(cred_name, tgt.label, "stale", **base)
+            late = t - payload.refresh_after
+            if late > max(payload.lifetime * 0.25, 5.0):
+                return TargetReport(
+                    cred_name,
+                    tgt.label,
+                    "stale",
+                    warning=f"still valid but {late:.0f}s past its refresh time: rotation is late",
+                    **base,
+                )
             return TargetReport(cred_name, tgt.label, "fresh", **base)
 
-        jobs = [one(cred.name, stores[tgt.store], tgt) for cred in config.credentials for tgt in cred.targets]
+        jobs = [one(cred.name, stores.get(tgt.store), tgt) for cred in config.credentials for tgt in cred.targets]
         return list(await asyncio.gather(*jobs))
     finally:
         for store in stores.values():
-            await store.aclose()
+            with contextlib.suppress(Exception):
+                await store.aclose()

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syncd import __version__, logs, policy
@@ -196,52 +197,82 @@ async def _check_connect(engine: Any) -> list[Any]:
     return findings
 
 
+def _print_json(data: Any) -> None:
+    """Plain JSON on stdout for scripts (no colour, no wrapping, whatever the terminal)."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _credential_ok(c: Any) -> bool:
+    """What ``syncd status`` counts as healthy: state ok and an unexpired token in every target."""
+    return isinstance(c, dict) and c.get("state") == "ok" and bool(c.get("healthy"))
+
+
 @app.command()
 def status(
     url: Annotated[str, typer.Option("--url", help="The daemon's base URL.")] = "http://127.0.0.1:9440",
-    as_json: Annotated[bool, typer.Option("--json", help="Print /status JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the daemon's /status JSON as is.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the daemon.")] = 5.0,
 ) -> None:
-    """Show a running daemon's credentials; exit 1 if any is unhealthy."""
+    """Show a running daemon's credentials; exit 1 if any is not ok (usable as a probe).
+
+    A credential is ok when its state is ``ok`` (no failure pending) and every target
+    holds an unexpired token. Exit 1 also when the daemon cannot be reached.
+    """
     import httpx
 
-    try:
-        resp = httpx.get(url.rstrip("/") + "/status", timeout=5.0)
-        resp.raise_for_status()
-        data = resp.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        err.print(f"error: cannot read {url}/status ({type(exc).__name__}: {exc}); is syncd running there?")
-        raise typer.Exit(1) from None
-    creds = data.get("credentials", [])
-    unhealthy = [c for c in creds if not c.get("healthy") or c.get("state") not in ("ok",)]
-    if as_json:
-        out.print_json(data=data)
-    else:
-        table = Table(title=f"syncd at {url}")
-        for col in ("credential", "state", "expires in", "next refresh", "failures", "targets", "last error"):
-            table.add_column(col)
-        now = time.time()
-        from syncd.payload import from_rfc3339
+    from syncd.payload import from_rfc3339
 
-        for c in creds:
-            nxt = from_rfc3339(c["next_refresh"]) - now if c.get("next_refresh") else None
-            fresh = sum(1 for t in c.get("targets", []) if t.get("fresh"))
-            state = c.get("state", "?")
-            style = (
-                "green"
-                if state == "ok" and c.get("healthy")
-                else ("yellow" if state in ("degraded", "retrying") else "red")
-            )
-            last = (c.get("last_error") or {}).get("message") or ""
-            table.add_row(
-                c["name"],
-                f"[{style}]{state}[/]",
-                _fmt_seconds(c.get("expires_in")),
-                _fmt_seconds(nxt),
-                str(c.get("consecutive_failures", 0)),
-                f"{fresh}/{len(c.get('targets', []))} fresh",
-                last[:80],
-            )
-        out.print(table)
+    base = url.rstrip("/")
+    try:
+        resp = httpx.get(base + "/status", timeout=timeout)
+    except httpx.HTTPError as exc:
+        err.print(f"error: cannot reach syncd at {base} ({type(exc).__name__}: {exc}); is it running, listening there?")
+        raise typer.Exit(1) from None
+    if resp.status_code != 200:
+        err.print(f"error: {base}/status answered HTTP {resp.status_code}; is that a syncd daemon?")
+        raise typer.Exit(1)
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    creds = data.get("credentials") if isinstance(data, dict) else None
+    if not isinstance(creds, list):
+        err.print(f"error: {base}/status is not a syncd status document (no credentials list)")
+        raise typer.Exit(1)
+    unhealthy = [c for c in creds if not _credential_ok(c)]
+    if as_json:
+        _print_json(data)
+        raise typer.Exit(1 if unhealthy else 0)
+    try:
+        now = from_rfc3339(str(data["now"]))  # the daemon's clock: no skew with this machine
+    except (KeyError, ValueError):
+        now = time.time()
+    table = Table(title=escape(f"syncd {data.get('version', '')} at {base}".replace("  ", " ")))
+    for col in ("credential", "state", "expires in", "next refresh", "failures", "targets", "last error"):
+        table.add_column(col)
+    for c in creds:
+        nxt = from_rfc3339(c["next_refresh"]) - now if c.get("next_refresh") else None
+        targets = c.get("targets") or []
+        fresh = sum(1 for t in targets if t.get("fresh"))
+        state = str(c.get("state", "?"))
+        style = "green" if _credential_ok(c) else ("yellow" if state in ("degraded", "retrying") else "red")
+        last = c.get("last_error") or {}
+        last_text = f"{last.get('class', 'Error')}: {last.get('message', '')}" if last else ""
+        code = last.get("error") or last.get("code")
+        if code:
+            last_text = f"[{code}] {last_text}"
+        table.add_row(
+            escape(str(c.get("name", "?"))),
+            f"[{style}]{escape(state)}[/]",
+            _fmt_seconds(c.get("expires_in")),
+            _fmt_seconds(nxt),
+            str(c.get("consecutive_failures", 0)),
+            f"{fresh}/{len(targets)} fresh",
+            escape(last_text[:100]),
+        )
+    out.print(table)
+    out.print(f"{len(creds) - len(unhealthy)} of {len(creds)} credentials ok")
     raise typer.Exit(1 if unhealthy else 0)
 
 
@@ -249,37 +280,43 @@ def status(
 def inspect(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Count a stale token (valid but late) as a problem too.")
+    ] = False,
 ) -> None:
-    """Read every target directly from the stores and report freshness; exit 1 on any problem."""
+    """Read every target directly from the stores and report freshness; exit 1 on any problem.
+
+    Needs no running daemon, only read access to the stores: the independent check to run
+    from a CronJob. Problems: missing, expired, unparseable, written by a different
+    credential, unreadable (and stale with --strict).
+    """
     from syncd.audit import inspect_targets
 
     cfg, _ = _load(config)
     logs.configure("error", cfg.daemon.log_format)
     reports = asyncio.run(inspect_targets(cfg))
-    bad = [r for r in reports if not r.ok]
+    bad = [r for r in reports if not r.ok or (strict and r.status == "stale")]
     if as_json:
-        out.print_json(data={"targets": [r.as_dict() for r in reports], "problems": len(bad)})
-    else:
-        table = Table(title="stored tokens")
-        for col in ("credential", "target", "status", "fingerprint", "expires", "remaining", "problem"):
-            table.add_column(col)
-        for r in reports:
-            d = r.as_dict()
-            style = {"fresh": "green", "stale": "yellow"}.get(r.status, "red")
-            rem = (
-                f"{_fmt_seconds(r.remaining)} ({r.remaining_fraction:.0%})" if r.remaining_fraction is not None else "-"
-            )
-            table.add_row(
-                r.credential,
-                r.target,
-                f"[{style}]{r.status}[/]",
-                r.fingerprint or "-",
-                d["expires_at"] or "-",
-                rem,
-                r.problem or "",
-            )
-        out.print(table)
-        out.print(f"{len(reports) - len(bad)} of {len(reports)} targets ok")
+        _print_json({"targets": [r.as_dict() for r in reports], "problems": len(bad), "ok": not bad})
+        raise typer.Exit(1 if bad else 0)
+    table = Table(title="stored tokens")
+    for col in ("credential", "target", "status", "fingerprint", "expires", "remaining", "problem"):
+        table.add_column(col)
+    for r in reports:
+        d = r.as_dict()
+        style = {"fresh": "green", "stale": "yellow"}.get(r.status, "red")
+        rem = f"{_fmt_seconds(r.remaining)} ({r.remaining_fraction:.0%})" if r.remaining_fraction is not None else "-"
+        table.add_row(
+            escape(r.credential),
+            escape(r.target),
+            f"[{style}]{r.status}[/]",
+            r.fingerprint or "-",
+            d["expires_at"] or "-",
+            rem,
+            escape(r.problem or r.warning or ""),
+        )
+    out.print(table)
+    out.print(f"{len(reports) - len(bad)} of {len(reports)} targets ok")
     raise typer.Exit(1 if bad else 0)
 
 
@@ -295,5 +332,3 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-_ = json  # kept for --json helpers

@@ -1,23 +1,36 @@
 """``syncd run``: the daemon's life cycle around the engine.
 
-SIGTERM/SIGINT drain: stop scheduling, let in-flight writes finish up to
-``daemon.drain_timeout``, close clients, exit 0. SIGHUP reloads the config
-file: an invalid new file is logged and the running configuration goes on.
+* Start: bind the HTTP server, then adopt the fresh tokens the targets already
+  hold and schedule every credential (``Engine.start``).
+* SIGTERM/SIGINT drain: stop scheduling, let in-flight runs (a mint and its
+  writes) finish up to ``daemon.drain_timeout``, cut off what is still running,
+  close the stores and HTTP clients, exit 0. Signals that arrive while draining
+  are logged and otherwise ignored, so a SIGHUP cannot kill a draining daemon.
+* SIGHUP reloads the config file. A new file that does not validate, or whose
+  plan has errors (the ones that would refuse a start, such as a Secrets Manager
+  version quota), is rejected with a ``reload_rejected`` event naming every
+  problem, and the running configuration goes on untouched. A valid one is
+  applied by ``Engine.reload``: added credentials start (adopting what their
+  targets hold), removed ones stop and their metric series go, changed ones are
+  rescheduled. ``daemon.listen`` is bound once and needs a restart to change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 
 from syncd import logs
 from syncd.config import Config, ConfigError, load_config
-from syncd.engine import Engine
+from syncd.engine import Engine, plan_findings
 from syncd.server import HttpServer
-from syncd.stores.base import Finding
+from syncd.stores.base import Finding, Store, create_store
 
 log = logs.get_logger("syncd.daemon")
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class StartupRefused(Exception):
@@ -26,6 +39,33 @@ class StartupRefused(Exception):
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
         super().__init__("\n".join(f.render() for f in findings))
+
+
+async def _plan_problems(engine: Engine, new: Config) -> list[str]:
+    """The errors that would refuse ``new`` at start-up, checked before it replaces what runs.
+
+    Stores whose configuration is unchanged are asked as they are; new or changed ones are
+    built only for the check (no I/O happens at construction) and closed again.
+    """
+    temporary: dict[str, Store] = {}
+    stores: dict[str, Store] = {}
+    problems: list[str] = []
+    try:
+        for name, scfg in new.stores.items():
+            if name in engine.stores and engine.config.stores.get(name) == scfg:
+                stores[name] = engine.stores[name]
+                continue
+            try:
+                stores[name] = temporary[name] = create_store(name, scfg)
+            except Exception as exc:
+                problems.append(f"stores.{name}: cannot create the store ({type(exc).__name__}: {exc})")
+        if not problems:
+            problems = [f.render() for f in plan_findings(new, stores) if f.level == "error"]
+    finally:
+        for store in temporary.values():
+            with contextlib.suppress(Exception):
+                await store.aclose()
+    return problems
 
 
 async def run_daemon(config: Config, config_file: Path | None) -> int:
@@ -42,12 +82,16 @@ async def run_daemon(config: Config, config_file: Path | None) -> int:
     server = HttpServer(engine, host, port)
     await server.start()
     stop = asyncio.Event()
+    started = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloading = asyncio.Lock()
     background: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
+        await started.wait()  # a SIGHUP during start-up applies once every credential is scheduled
         async with reloading:
+            if stop.is_set():
+                return
             if config_file is None:
                 log.warning("reload_skipped", reason="no config file to re-read")
                 return
@@ -61,14 +105,35 @@ async def run_daemon(config: Config, config_file: Path | None) -> int:
                     action="keeping the running configuration",
                 )
                 return
+            problems = await _plan_problems(engine, new)
+            if problems:
+                log.error(
+                    "reload_rejected",
+                    file=str(config_file),
+                    problems=problems,
+                    action="keeping the running configuration",
+                )
+                return
+            old_listen = engine.config.daemon.listen
             try:
                 await engine.reload(new)
             except Exception as exc:
                 log.error("reload_failed", action="keeping what runs", **logs.error_fields(exc))
                 return
             logs.configure(new.daemon.log_level, new.daemon.log_format)
+            if new.daemon.listen != old_listen:
+                log.warning(
+                    "reload_partial",
+                    key="daemon.listen",
+                    running=old_listen,
+                    configured=new.daemon.listen,
+                    reason="the HTTP address is bound once; restart syncd to move it",
+                )
 
     def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("signal", signal=sig.name, action="ignored: already draining")
+            return
         if sig == signal.SIGHUP:
             log.info("signal", signal="SIGHUP", action="reload")
             task = loop.create_task(reload())
@@ -78,16 +143,24 @@ async def run_daemon(config: Config, config_file: Path | None) -> int:
             log.info("signal", signal=sig.name, action="drain and exit")
             stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await engine.start()
+        started.set()
         log.info("running", credentials=len(engine.credentials), stores=sorted(engine.stores))
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        await engine.stop()
-        await server.stop()
+        stop.set()
+        # A reload still waiting for its turn must not start credentials on a stopping engine.
+        for task in list(background):
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await engine.stop()
+            await server.stop()
+        finally:
+            for sig in _SIGNALS:
+                loop.remove_signal_handler(sig)
         log.info("stopped")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,7 @@ log = logs.get_logger("syncd.engine")
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
+_LIVE_STATES = ("ok", "degraded", "retrying")
 
 
 def _err(exc: BaseException) -> dict[str, Any]:
@@ -360,6 +362,8 @@ class Engine:
             st.running = False
             if not self._stopping and self.credentials.get(name) is st and st.generation == generation:
                 self._schedule(st)
+            elif name not in self.credentials:  # removed by a reload while it ran: no ghost series
+                self.metrics.forget_credential(name, [ts.label for ts in st.targets])
 
     async def _run(self, st: CredentialState, *, force_mint: bool = False) -> None:
         now = self.clock()
@@ -491,6 +495,8 @@ class Engine:
         for ts in st.targets:
             if ts.stored_expires_at is not None:
                 m.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
+            if ts.last_success is not None:  # also a token adopted at start-up (a verified read)
+                m.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
 
     # ------------------------------------------------------------------ start-up adoption
 
@@ -557,13 +563,16 @@ class Engine:
         await asyncio.gather(*(self._adopt(st, sem) for st in states))
         adopted = 0
         for st in states:
+            self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
             self._publish(st)
             if st.adopted:
                 adopted += 1
             self._schedule(st)
         log.info("started", credentials=len(states), adopted=adopted, to_mint=len(states) - adopted)
 
-    def _beat(self) -> None:
+    async def _beat(self) -> None:
+        # A coroutine job runs on the loop itself; a plain function would run in the default
+        # thread pool, which slow file writes share, and /livez would fail because of a store.
         self.scheduler_heartbeat = self.clock()
 
     async def _loop_beat(self) -> None:
@@ -694,15 +703,26 @@ class Engine:
         """Stop scheduling, let in-flight runs finish (bounded), close clients."""
         self._stopping = True
         bound = self.config.daemon.drain_timeout if drain_timeout is None else drain_timeout
+        # Pause, not shutdown: APScheduler's AsyncIOExecutor.shutdown() cancels running jobs,
+        # which would cut every in-flight write short instead of letting it finish.
         if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()
         running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_job_task(t)]
         if running:
             _, pending = await asyncio.wait(running, timeout=bound)
-            for task in pending:
-                task.cancel()
             if pending:
-                log.warning("drain_timeout", unfinished=len(pending), bound=bound)
+                cut = sorted(st.name for st in self.credentials.values() if st.running)
+                log.warning("drain_timeout", unfinished=len(pending), credentials=cut, bound=bound)
+                # The cancelled jobs' tracebacks would only repeat this event.
+                quiet = logging.getLogger("apscheduler.executors")
+                level = quiet.level
+                quiet.setLevel(logging.CRITICAL)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=1.0)
+                quiet.setLevel(level)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -730,7 +750,8 @@ class Engine:
             creds.append(
                 {
                     "name": st.name,
-                    "state": st.state,
+                    # the state is set after each run; an expiry between two runs shows at once
+                    "state": "expired" if tok and tok.expired(now) and st.state in _LIVE_STATES else st.state,
                     "healthy": self.credential_ready(st, now),
                     "token_url": st.cfg.token_url,
                     "fingerprint": tok.fingerprint if tok else None,
@@ -799,22 +820,35 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
     than the limiter lets through would queue until tokens expire.
     """
     findings: list[Finding] = []
+    # AWS write quotas are per account and region, whatever the number of stores: group
+    # AWS stores by (type, region); other stores stand alone. The strictest limit applies.
+    groups: dict[str, str] = {}
+    limits: dict[str, float] = {}
+    for name, scfg in config.stores.items():
+        limit = getattr(scfg, "max_writes_per_second", None)
+        if not isinstance(limit, int | float):
+            continue
+        region = getattr(scfg, "region", None)
+        group = f"{scfg.type} region {region or '(default)'}" if scfg.type.startswith("aws-") else f"store {name}"
+        groups[name] = group
+        limits[group] = min(limits.get(group, float(limit)), float(limit))
     rate: dict[str, float] = {}
     for cred in config.credentials:
         pol = cred.policy(config.defaults)
         life = cred.token_lifetime_for(config.defaults)
         average_interval = max(policy.refresh_time(0.0, life, 0.0, pol, 0.5), pol.min_interval)
         for tgt in cred.targets:
-            rate[tgt.store] = rate.get(tgt.store, 0.0) + 1.0 / average_interval
+            if tgt.store in groups:
+                rate[groups[tgt.store]] = rate.get(groups[tgt.store], 0.0) + 1.0 / average_interval
     for name, per_second in sorted(rate.items()):
-        limit = getattr(config.stores.get(name), "max_writes_per_second", None)
-        if not isinstance(limit, int | float) or per_second <= 0.8 * limit:
+        limit = limits[name]
+        if per_second <= 0.8 * limit:
             continue
         level: Literal["error", "warning"] = "error" if per_second > limit else "warning"
         findings.append(
             Finding(
                 level,
-                f"store {name}",
+                name,
                 f"the credentials need {per_second:.2f} writes/s on average against a limit of {limit:g}/s "
                 f"(max_writes_per_second){'; writes would queue until tokens expire' if level == 'error' else ''}",
                 "spread credentials over more stores/regions, use longer-lived tokens or a later refresh_at, "

@@ -128,12 +128,29 @@ def _stdlib_to_event(logger: WrappedLogger, method_name: str, event_dict: EventD
     return event_dict
 
 
+class _Stderr:
+    """``sys.stderr`` looked up at each write, not when logging is configured.
+
+    A stream captured at configure time goes stale when the process swaps it
+    (test runners, daemonising wrappers) and logging then fails on a closed file.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging through one redacting chain to ``stream`` (stderr)."""
-    out = stream or sys.stderr
+    out: Any = stream or _Stderr()
     lvl = _LEVELS.get(level.lower(), logging.INFO)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -3,20 +3,38 @@
 Each daemon owns one ``CollectorRegistry`` (not the process-global default) so
 tests can run several engines in one process and count exactly. Histograms
 carry no credential label: 10,000 credentials must not mean 10,000 x buckets
-series.
+series. Per credential there are 6 + 5 x targets series (gauges, and counters
+for the three outcomes), created at 0 when the credential starts (so the first
+failure is an increase ``increase()`` sees) and removed when a reload removes
+it (so no ghost series keeps an alert firing). docs/operations.md explains each.
 """
 
 from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from syncd import __version__
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+
+_OUTCOMES = ("ok", "transient", "fatal")
+
+# No ``*_created`` sample beside every counter and histogram: in the text format each is one
+# more series per label set (a third more for a large fleet) and nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -29,78 +47,96 @@ class Metrics:
         r = self.registry
         self.token_expiry = Gauge(
             "syncd_token_expiry_timestamp_seconds",
-            "Expiry of the last good token held, per credential.",
+            "Unix time the token the daemon holds for the credential expires (the last good one).",
             ["credential"],
             registry=r,
         )
         self.target_token_expiry = Gauge(
             "syncd_target_token_expiry_timestamp_seconds",
-            "Expiry of the token stored in each target.",
+            "Unix time the token last written to (or found in) the target expires.",
             ["credential", "target"],
             registry=r,
         )
         self.target_last_success = Gauge(
             "syncd_target_last_success_timestamp_seconds",
-            "Last successful write (or verified read) per target.",
+            "Unix time of the last successful write to the target (or of the start-up read that adopted it).",
             ["credential", "target"],
             registry=r,
         )
         self.next_refresh = Gauge(
             "syncd_next_refresh_timestamp_seconds",
-            "When the credential's job runs next.",
+            "Unix time the credential's next run is scheduled (refresh, retry or pending write).",
             ["credential"],
             registry=r,
         )
         self.consecutive_failures = Gauge(
             "syncd_consecutive_failures",
-            "Failed runs since the last fully successful one.",
+            "Failed attempts in a row (mint or a target write; the larger); 0 after a fully successful run.",
             ["credential"],
             registry=r,
         )
         self.mints = Counter(
             "syncd_mints",
-            "Token requests by outcome (ok | transient | fatal).",
+            "Token requests to the IdP by outcome (ok | transient | fatal).",
             ["credential", "outcome"],
             registry=r,
         )
         self.writes = Counter(
             "syncd_writes",
-            "Target writes by outcome (ok | transient | fatal).",
+            "Writes to a target by outcome (ok | transient | fatal).",
             ["credential", "target", "outcome"],
             registry=r,
         )
         self.mint_duration = Histogram(
             "syncd_mint_duration_seconds",
-            "Token request latency.",
+            "Token request latency, all credentials (no credential label by design).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.write_duration = Histogram(
             "syncd_write_duration_seconds",
-            "Store write latency by store.",
+            "Target write latency by store (no credential label by design).",
             ["store"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.schedule_lateness = Histogram(
             "syncd_schedule_lateness_seconds",
-            "How late a job fired against its planned time.",
+            "How late a credential's run started against its planned time (event loop or scheduler lag).",
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
-        self.build_info = Gauge("syncd_build_info", "Build information.", ["version"], registry=r)
+        self.build_info = Gauge(
+            "syncd_build_info", "Always 1; the version label says which syncd runs.", ["version"], registry=r
+        )
         self.build_info.labels(version=__version__).set(1)
+        # The standard process_* (memory, CPU, open fds, start time: restarts show as a new
+        # process_start_time_seconds) and python_info series, on this registry too.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+    def init_credential(self, name: str, targets: list[str]) -> None:
+        """Create every outcome series at 0, so the first failure is an increase PromQL can see.
+
+        A counter series that appears for the first time with value 1 is invisible to
+        ``increase()``/``rate()``: an alert on fatal mints would miss the first one.
+        """
+        for outcome in _OUTCOMES:
+            self.mints.labels(credential=name, outcome=outcome)
+            for target in targets:
+                self.writes.labels(credential=name, target=target, outcome=outcome)
+        self.consecutive_failures.labels(credential=name)
 
     def forget_credential(self, name: str, targets: list[str]) -> None:
         """Drop a removed credential's series so dashboards do not show a ghost."""
         for gauge in (self.token_expiry, self.next_refresh, self.consecutive_failures):
             _remove(gauge, name)
-        for outcome in ("ok", "transient", "fatal"):
+        for outcome in _OUTCOMES:
             _remove(self.mints, name, outcome)
         for target in targets:
             _remove(self.target_token_expiry, name, target)
             _remove(self.target_last_success, name, target)
-            for outcome in ("ok", "transient", "fatal"):
+            for outcome in _OUTCOMES:
                 _remove(self.writes, name, target, outcome)
 
     def render(self) -> bytes:

@@ -8,7 +8,11 @@ already a dependency of many Python services, well kept, and small.
 
 /livez never depends on the IdP or a store (that must not restart the pod): it
 fails only when the loop heartbeat or the scheduler heartbeat is older than
-``daemon.liveness_threshold``.
+``daemon.liveness_threshold`` (both beat every second, on the loop itself).
+/readyz is about the targets: 503 names every credential/target without an
+unexpired token. /status is the engine's view per credential, fingerprints
+only; as a second line of defence its JSON (and /readyz's) passes through the
+same redaction as the logs before it leaves the process.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from syncd import logs
+from syncd import __version__, logs
 from syncd.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -27,10 +31,12 @@ if TYPE_CHECKING:
 log = logs.get_logger("syncd.server")
 
 
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(data, indent=2, sort_keys=False) + "\n", status=status, content_type="application/json"
-    )
+    text = logs.scrub_text(json.dumps(data, indent=2, sort_keys=False, default=str))
+    return web.Response(text=text + "\n", status=status, content_type="application/json", headers=_NO_STORE)
 
 
 def build_app(engine: Engine) -> web.Application:
@@ -58,12 +64,12 @@ def build_app(engine: Engine) -> web.Application:
         return _json({"status": "ready", "credentials": len(engine.credentials)})
 
     async def metrics(_: web.Request) -> web.Response:
-        resp = web.Response(body=engine.metrics.render())
+        resp = web.Response(body=engine.metrics.render(), headers=_NO_STORE)
         resp.headers["Content-Type"] = CONTENT_TYPE
         return resp
 
     async def status(_: web.Request) -> web.Response:
-        return _json(engine.status())
+        return _json({"version": __version__, **engine.status()})
 
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
