@@ -49,7 +49,7 @@ from pydantic_settings import (
 
 from syncd.policy import RefreshPolicy
 
-VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105
+VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
 DEFAULT_CONFIG_FILE = "syncd.toml"
 CONFIG_ENV = "SYNCD_CONFIG"
 

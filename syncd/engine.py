@@ -127,7 +127,7 @@ class Engine:
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.rng = rng or random.Random()  # jitter, not cryptography  # noqa: S311  # nosec B311
         self._http = http_client
         self._own_http = http_client is None
         self._http_clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}

@@ -502,7 +502,7 @@ class VaultStore(ThreadedStore):
         # token="" (not None): hvac would otherwise pick VAULT_TOKEN or ~/.vault-token on its own.
         self._client: Any = hvac.Client(
             url=config.url,
-            token="",
+            token="",  # empty on purpose, see above  # nosec B106
             verify=verify,
             cert=cert,
             timeout=config.timeout,
