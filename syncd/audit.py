@@ -34,7 +34,7 @@ from syncd.stores.base import Store, StoreError, create_store
 class TargetReport:
     credential: str
     target: str
-    status: str  # fresh | stale | expired | missing | unparseable | foreign | error
+    status: str  # fresh | stale | expired | missing | unparseable | foreign | error | unverifiable
     problem: str | None = None  # set for every status but fresh and stale: exit 1
     warning: str | None = None  # stale: still valid but past its refresh time (exit 1 only with --strict)
     fingerprint: str | None = None
@@ -96,6 +96,14 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
                         problem=f"read failed: {type(exc).__name__}: {scrub_text(str(exc))}",
                     )
             t = time.time() if now is None else now
+            if payload is None and tgt.format == "raw" and config.stores[tgt.store].type.startswith("aws-"):
+                # A bare token in AWS carries no expiry, so the store cannot tell missing from present.
+                return TargetReport(
+                    cred_name,
+                    tgt.label,
+                    "unverifiable",
+                    warning="raw format in AWS carries no expiry: freshness cannot be checked (use format json)",
+                )
             if payload is None:
                 return TargetReport(cred_name, tgt.label, "missing", problem="missing: nothing stored at this key")
             base: dict[str, Any] = {
