@@ -28,10 +28,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from syncd import __version__, logs
-from syncd.stores.base import FatalStoreError, StoreError, TransientStoreError
+from syncd.stores.base import FatalStoreError, StoreError, ThreadedStore, TransientStoreError
 
 if TYPE_CHECKING:
     import boto3
@@ -444,3 +444,36 @@ def _classify_client_error(info: AwsErrorInfo, *, action: str, resource: str, wh
 def is_code(exc: BaseException, *codes: str) -> bool:
     info = error_info(exc)
     return info is not None and info.code in codes
+
+
+class AwsStore(ThreadedStore):
+    """What the AWS stores share: a session and one client, built once; set-up errors kept.
+
+    A store whose client cannot be built (no region, a bad profile) is still created, so
+    ``syncd check`` can report it as a plan error; every call then raises that error.
+    """
+
+    SERVICE: ClassVar[str]  # boto3 service name
+    SERVICE_LABEL: ClassVar[str]  # for messages
+
+    def __init__(self, name: str, config: AwsConfig) -> None:
+        super().__init__(name, max_workers=config.max_workers)
+        self.region = config.region or ""
+        self._client: Any = None
+        self._session: Any = None
+        self._setup_error: str | None = None
+        try:
+            self._session = build_session(config)
+            self.region = config.region or self._session.region_name or ""
+            if not self.region:
+                raise ValueError("no AWS region: set region in the store or AWS_REGION / AWS_DEFAULT_REGION")
+            self._client = self._session.client(
+                self.SERVICE, region_name=self.region, endpoint_url=config.endpoint_url, config=client_config(config)
+            )
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else str(classify(exc, action="", resource="", what="x"))
+            self._setup_error = f"store {name!r}: cannot create the {self.SERVICE_LABEL} client: {reason}"
+
+    def _ready(self) -> None:
+        if self._setup_error is not None:
+            raise FatalStoreError(self._setup_error, code="setup")

@@ -39,17 +39,16 @@ from typing import TYPE_CHECKING, Any
 from syncd import logs, policy
 from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, is_slot_index, slot_index_doc
 from syncd.stores._aws import (
+    AwsStore,
     TokenBucket,
-    build_session,
     classify,
-    client_config,
     client_request_token,
     content_id,
     error_info,
     install_retry_rules,
     shared_limiter,
 )
-from syncd.stores.base import FatalStoreError, Finding, StoreError, ThreadedStore, WriteResult
+from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
 if TYPE_CHECKING:
     from syncd.config import AwsSecretsManagerStoreConfig, StoreConfig, TargetConfig
@@ -116,32 +115,16 @@ class _Seen:
     slots: int | None = None  # N, when it holds a slot index document
 
 
-class SecretsManagerStore(ThreadedStore):
+class SecretsManagerStore(AwsStore):
     """``type = "aws-secretsmanager"``."""
 
+    SERVICE = "secretsmanager"
+    SERVICE_LABEL = "Secrets Manager"
     SERVICE_EVENT = "secrets-manager"
 
     def __init__(self, name: str, config: AwsSecretsManagerStoreConfig) -> None:
-        super().__init__(name, max_workers=config.max_workers)
+        super().__init__(name, config)
         self.config = config
-        self.region = config.region or ""
-        self._client: Any = None
-        self._session: Any = None
-        self._setup_error: str | None = None
-        try:
-            self._session = build_session(config)
-            self.region = config.region or self._session.region_name or ""
-            if not self.region:
-                raise ValueError("no AWS region: set region in the store or AWS_REGION / AWS_DEFAULT_REGION")
-            self._client = self._session.client(
-                "secretsmanager",
-                region_name=self.region,
-                endpoint_url=config.endpoint_url,
-                config=client_config(config),
-            )
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, ValueError) else str(classify(exc, action="", resource="", what="x"))
-            self._setup_error = f"store {name!r}: cannot create the Secrets Manager client: {reason}"
         self.writes: TokenBucket = shared_limiter(
             "secretsmanager:PutSecretValue", self.region or "-", config.max_writes_per_second
         )
@@ -168,10 +151,6 @@ class SecretsManagerStore(ThreadedStore):
         return cls(name, config)
 
     # ------------------------------------------------------------------ helpers
-
-    def _ready(self) -> None:
-        if self._setup_error is not None:
-            raise FatalStoreError(self._setup_error, code="setup")
 
     def _arn(self, secret_id: str) -> str:
         known = self._arns.get(secret_id)

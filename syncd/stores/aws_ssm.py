@@ -31,15 +31,14 @@ from typing import TYPE_CHECKING, Any
 from syncd import logs
 from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, is_slot_index
 from syncd.stores._aws import (
+    AwsStore,
     TokenBucket,
-    build_session,
     classify,
-    client_config,
     error_info,
     install_retry_rules,
     shared_limiter,
 )
-from syncd.stores.base import FatalStoreError, Finding, StoreError, ThreadedStore, WriteResult
+from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
 if TYPE_CHECKING:
     from syncd.config import AwsSsmStoreConfig, StoreConfig, TargetConfig
@@ -79,29 +78,16 @@ class _Seen:
     content: str | None = None  # fingerprint of the token stored
 
 
-class SsmStore(ThreadedStore):
+class SsmStore(AwsStore):
     """``type = "aws-ssm"``."""
 
+    SERVICE = "ssm"
+    SERVICE_LABEL = "SSM"
     SERVICE_EVENT = "ssm"
 
     def __init__(self, name: str, config: AwsSsmStoreConfig) -> None:
-        super().__init__(name, max_workers=config.max_workers)
+        super().__init__(name, config)
         self.config = config
-        self.region = config.region or ""
-        self._client: Any = None
-        self._session: Any = None
-        self._setup_error: str | None = None
-        try:
-            self._session = build_session(config)
-            self.region = config.region or self._session.region_name or ""
-            if not self.region:
-                raise ValueError("no AWS region: set region in the store or AWS_REGION / AWS_DEFAULT_REGION")
-            self._client = self._session.client(
-                "ssm", region_name=self.region, endpoint_url=config.endpoint_url, config=client_config(config)
-            )
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, ValueError) else str(classify(exc, action="", resource="", what="x"))
-            self._setup_error = f"store {name!r}: cannot create the SSM client: {reason}"
         self.writes: TokenBucket = shared_limiter("ssm:PutParameter", self.region or "-", config.max_writes_per_second)
         self.reads: TokenBucket = shared_limiter("ssm:GetParameter", self.region or "-", config.max_reads_per_second)
         if self._client is not None:
@@ -122,10 +108,6 @@ class SsmStore(ThreadedStore):
         return cls(name, config)
 
     # ------------------------------------------------------------------ helpers
-
-    def _ready(self) -> None:
-        if self._setup_error is not None:
-            raise FatalStoreError(self._setup_error, code="setup")
 
     def _validate(self, key: str) -> None:
         problem = parameter_name_problem(key)
