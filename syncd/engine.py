@@ -23,6 +23,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ from syncd.payload import TokenPayload, to_rfc3339
 from syncd.stores.base import FatalStoreError, Finding, Store, StoreError, TransientStoreError, create_store
 
 log = logs.get_logger("syncd.engine")
+
+RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -96,6 +99,7 @@ class CredentialState:
     running: bool = False
     vault_id: str | None = None
     generation: int = 0
+    retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
 
     @property
     def name(self) -> str:
@@ -254,10 +258,13 @@ class Engine:
     def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
         old = st.token
         st.token = payload
-        # Forget the value of a token that has been replaced and has expired long ago; the
-        # previous one may still be logged by a slow library, so keep it until it is useless.
-        if old is not None and old.fingerprint != payload.fingerprint and old.expires_at < self.clock():
-            logs.forget_secret(old.access_token.get_secret_value())
+        # The redactor must keep recognising a replaced token while a slow library may still
+        # log it, but not forever (67 rotations/s would grow it by millions a day): keep the
+        # last RETAINED_TOKENS replaced ones per credential, by then long expired.
+        if old is not None and old.fingerprint != payload.fingerprint:
+            st.retired.append(old.access_token.get_secret_value())
+            while len(st.retired) > RETAINED_TOKENS:
+                logs.forget_secret(st.retired.popleft())
 
     # ------------------------------------------------------------------ writing
 
@@ -597,6 +604,8 @@ class Engine:
                 st.generation += 1
                 self._remove_job(name)
                 self.metrics.forget_credential(name, [ts.label for ts in st.targets])
+                for value in (*st.retired, *([st.token.access_token.get_secret_value()] if st.token else [])):
+                    logs.forget_secret(value)
                 summary["removed"].append(name)
         to_start: list[CredentialState] = []
         for cfg in new.credentials:

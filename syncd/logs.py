@@ -63,6 +63,9 @@ class _SecretRegistry:
                 self._regular.discard(variant)
                 self._irregular.discard(variant)
 
+    def __len__(self) -> int:
+        return len(self._regular) + len(self._irregular)
+
     def scrub(self, text: str) -> str:
         regular, irregular = self._regular, self._irregular
         if regular:
@@ -91,6 +94,11 @@ def register_secret(value: str) -> None:
 def forget_secret(value: str) -> None:
     """Stop scanning for a value that can no longer be used (an expired token)."""
     _SECRETS.discard(value)
+
+
+def known_secret_count() -> int:
+    """How many values (with their encoded spellings) the redactor scans for."""
+    return len(_SECRETS)
 
 
 def scrub_text(text: str) -> str:

@@ -86,3 +86,35 @@ async def test_token_never_written_after_expiry(tmp_path, monkeypatch):
     assert not (tmp_path / "calm.json").exists()
     assert 2 <= len(calls) <= 4, f"{len(calls)} mints in 0.6 s with min_interval 0.2 s"
     assert engine.not_ready()[0]["credential"] == "calm"
+
+
+async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
+    """Replaced tokens are forgotten by the log redactor after a bound (injected mint, 100 rotations)."""
+    from syncd import logs
+
+    n = 0
+
+    async def fresh(client, req, *, clock=time.time):
+        nonlocal n
+        n += 1
+        now = clock()
+        value = f"rotating-token-{n:06d}-abcdef"
+        return Token(access_token=SecretStr(value), token_type="Bearer", scope=None, issued_at=now,
+                     expires_at=now + 60, fingerprint=fingerprint(value), lifetime_source="expires_in",
+                     server_skew=None)
+
+    monkeypatch.setattr(engine_mod, "mint", fresh)
+    engine = Engine(_config(tmp_path))
+    engine.setup()
+    await engine.run_once()
+    baseline = logs.known_secret_count()
+    for _ in range(100):
+        await engine.run_once()
+    await engine.stop()
+    assert n == 101
+    assert logs.known_secret_count() <= baseline + 2 * (engine_mod.RETAINED_TOKENS + 1)
+    st = engine.credentials["calm"]
+    assert len(st.retired) == engine_mod.RETAINED_TOKENS
+    # the current and the retained tokens are still redacted; an old one is not tracked any more
+    assert logs.scrub_text(st.token.access_token.get_secret_value()) == logs.REDACTED
+    assert logs.scrub_text(st.retired[-1]) == logs.REDACTED
