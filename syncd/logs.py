@@ -122,9 +122,20 @@ def _scrub_value(value: Any, depth: int = 0) -> Any:
     return scrub_text(str(value))
 
 
+# Fields syncd fills itself from values that cannot hold a secret (names from the config,
+# fingerprints, RFC 3339 times, outcomes): scrubbing them is pure cost on the hot path.
+# Never `event`: for stdlib records from libraries it carries their message.
+_TRUSTED_KEYS = frozenset(
+    {"level", "timestamp", "logger", "credential", "target", "fingerprint", "expires_at",
+     "refresh_after", "outcome", "store"}
+)
+
+
 def redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: scrub every value (and the rendered exception) of an event."""
     for key, value in list(event_dict.items()):
+        if key in _TRUSTED_KEYS or isinstance(value, bool | int | float) or value is None:
+            continue
         event_dict[key] = _scrub_value(value)
     return event_dict
 

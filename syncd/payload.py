@@ -36,8 +36,8 @@ def to_rfc3339(ts: float) -> str:
     lifetime by up to a second (a third of a 3-second test token). jq's
     ``fromdate`` wants whole seconds: ``sub("\\.[0-9]+Z$"; "Z") | fromdate``.
     """
-    dt = datetime.fromtimestamp(round(ts, 3), UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    text = datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds")
+    return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def from_rfc3339(value: str) -> float:

@@ -217,3 +217,33 @@ async def test_metrics_endpoint_is_prometheus_text(engine):
         assert (await client.get("/nope")).status == 404
     finally:
         await client.close()
+
+
+async def test_metrics_scrapes_share_a_render_but_never_see_stale_values(engine):
+    """Concurrent scrapes share one off-loop render; a scrape after a change sees the change."""
+    import asyncio
+    import threading
+    import time as _time
+
+    renders = []
+    real = engine.metrics.render
+
+    def slow_render():
+        renders.append(threading.current_thread().name)
+        _time.sleep(0.2)
+        return real()
+
+    engine.metrics.render = slow_render
+    client = await client_for(engine)
+    try:
+        first = await client.get("/metrics")  # one render on its own
+        assert first.status == 200
+        results = await asyncio.gather(*(client.get("/metrics") for _ in range(5)))
+        assert all(r.status == 200 for r in results)
+        assert len(renders) <= 3, f"{len(renders)} renders for 1 + 5 concurrent scrapes"
+        assert all(name != threading.main_thread().name for name in renders), "rendered on the event loop"
+        engine.metrics.mints.labels(credential="calm", outcome="ok").inc(7)
+        text = await (await client.get("/metrics")).text()
+        assert 'syncd_mints_total{credential="calm",outcome="ok"} 7.0' in text
+    finally:
+        await client.close()
