@@ -35,8 +35,10 @@ _FIELD_RE = re.compile(
     r"(?i)((?:client_secret|access_token|secret_id|refresh_token|id_token|password|x-vault-token|token)"
     r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)([^\s\"'&,;}\\]+)"
 )
-_CANDIDATE_RE = re.compile(r"[A-Za-z0-9._~+/=-]{8,}")
-_REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=-]+")
+# `%` is a candidate character so percent-encoded spellings of a secret are found by the
+# same set lookup, instead of a linear scan per registered value.
+_CANDIDATE_RE = re.compile(r"[A-Za-z0-9._~+/=%-]{8,}")
+_REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=%-]+")
 
 
 class _SecretRegistry:
@@ -76,11 +78,19 @@ class _SecretRegistry:
         return text
 
 
+_SEPARATOR_RE = re.compile(r"[=/+.%]")
+
+
 def _contains_secret(candidate: str, regular: set[str]) -> bool:
     if candidate in regular:
         return True
-    # A secret glued to neighbours (``token=abc``, ``abc.def``): try the sub-pieces.
-    return any(part in regular for part in re.split(r"[=/+.]", candidate) if len(part) >= 8)
+    # A secret glued to neighbours (``x=abc%2Bdef``, ``abc.def``): try what lies after and
+    # before each separator, then the pieces between separators.
+    for sep in _SEPARATOR_RE.finditer(candidate):
+        i = sep.start()
+        if candidate[i + 1 :] in regular or candidate[:i] in regular:
+            return True
+    return any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8)
 
 
 _SECRETS = _SecretRegistry()
