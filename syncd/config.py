@@ -44,7 +44,6 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
 
 from syncd.policy import RefreshPolicy
@@ -596,7 +595,12 @@ class Config(BaseSettings):
 
 
 class _MappingSource(PydanticBaseSettingsSource):
-    """The already-parsed TOML document (parsed once by ``load_config``)."""
+    """The already-parsed TOML document (parsed once by ``load_config``).
+
+    Not pydantic-settings' TomlConfigSettingsSource: ``load_config`` parses with tomllib
+    itself to report syntax errors with line numbers and to run the cross-checks on the
+    same document pydantic validates.
+    """
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
         return None, field_name, False
@@ -605,10 +609,6 @@ class _MappingSource(PydanticBaseSettingsSource):
         return dict(_SOURCE.get() or {})
 
 
-# TomlConfigSettingsSource is the stock way to read a file; we parse with tomllib
-# ourselves only to report TOML syntax errors with line numbers and to run the
-# cross-checks on the same document pydantic sees.
-_ = TomlConfigSettingsSource
 
 # --------------------------------------------------------------------------- loading + errors
 
@@ -633,7 +633,7 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {n} configuration problem{'s' if n != 1 else ''}:\n{lines}")
 
 
-def _format_loc(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     parts = list(loc)
     # A discriminated union adds the tag to the path (stores.<name>.<tag>.field); drop it.
@@ -668,8 +668,8 @@ def _why(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def _pydantic_problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Problem]:
-    return [Problem(_format_loc(tuple(e["loc"]), data), _why(e)) for e in exc.errors(include_url=False)]
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    return [Problem(_format_loc(tuple(e["loc"])), _why(e)) for e in exc.errors(include_url=False)]
 
 
 def _cross_problems(data: Mapping[str, Any]) -> list[Problem]:
@@ -811,7 +811,7 @@ def load_config(path: str | Path | None = None, *, data: Mapping[str, Any] | Non
     try:
         config = Config()
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, data))
+        problems.extend(_pydantic_problems(exc))
         raise ConfigError(source, problems) from None
     except SettingsError as exc:
         # An environment override that is not valid for its key, e.g. SYNCD_DAEMON=x.

@@ -38,7 +38,7 @@ from syncd.config import Config, CredentialConfig, SecretUnavailableError, Store
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
 from syncd.payload import TokenPayload, to_rfc3339
-from syncd.stores.base import FatalStoreError, Finding, Store, StoreError, TransientStoreError, create_store
+from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, create_store
 
 log = logs.get_logger("syncd.engine")
 
@@ -140,7 +140,6 @@ class Engine:
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self._mint_sem: asyncio.Semaphore | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self.started_at = clock()
         self.loop_heartbeat = clock()
@@ -890,4 +889,4 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
     return findings
 
 
-__all__ = ["Engine", "FatalStoreError", "RunReport", "plan_findings"]
+__all__ = ["Engine", "RunReport", "plan_findings"]
