@@ -172,7 +172,9 @@ async def test_livez_ignores_a_dead_idp_and_fails_when_the_scheduler_is_stuck(tm
 
         body = (await wait_until(stuck, 6, "/livez 503 with a paused scheduler")).json()
         assert body["status"] == "stuck" and body["scheduler_heartbeat_age"] >= 1.5
-        assert body["loop_heartbeat_age"] < 1.5, "the loop itself is fine"
+        # The loop kept beating (every 1 s) after the scheduler stopped: a bound relative to the
+        # scheduler's age, not a wall-clock limit a loaded machine could miss.
+        assert body["loop_heartbeat_age"] < body["scheduler_heartbeat_age"], "the loop itself is fine"
 
         d.engine.scheduler.resume()
 
