@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python demo/run.py
 
-## test: static checks, then the whole test suite (what CI runs)
+## test: static checks, then the whole test suite (what CI runs). Any skipped,
+## xfailed or xpassed test fails it unless tests/skip_allowlist.txt lists it with
+## the reason (tests/skip_guard.py); -r lists each one with its reason.
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -r fEsxX
 
 lint: setup
 	$(BIN)/ruff check .
@@ -32,10 +34,10 @@ lint: setup
 	bash scripts/audit-deps.sh
 
 unit: setup
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -r fEsxX tests/unit
 
 integration: setup
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -r fEsxX tests/integration
 
 ## bench: the benchmark harness; writes docs/benchmarks.md
 bench: setup

@@ -14,6 +14,9 @@ Fixtures
     openbao_session   session   OpenBaoServer shared by the session
     fake_idp          function  FakeIdP, started, no client check, default ok()
     aws_env           function  fake AWS credentials and region in the environment
+
+A skipped or xfailed test fails the run unless tests/skip_allowlist.txt lists it
+with the reason (tests/skip_guard.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import skip_guard
 from tests.peers.fake_idp import FakeIdP
 from tests.peers.servers import (
     MotoServer,
@@ -42,6 +46,11 @@ OIDC_CLIENTS: list[OidcClient] = [
     OidcClient("extra2", "extra2-secret-0123456789", "cards:read"),
     OidcClient("extra3", "extra3-secret-0123456789", "cards:read"),
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Fail the run on any skip or xfail not in tests/skip_allowlist.txt (see tests/skip_guard.py)."""
+    skip_guard.register(config)
 
 
 def _dispose(peer: PeerProcess) -> None:

@@ -26,7 +26,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -100,12 +100,20 @@ class TokenBucket:
     40/s under Secrets Manager's 50/s even when a whole fleet is due at once.
     """
 
-    def __init__(self, rate: float, burst: float = 1.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be > 0, got {rate!r}")
         self.rate = float(rate)
         self.burst = max(1.0, float(burst))
         self._clock = clock
+        self._sleep = sleep  # injectable with the clock, so the pacing is testable without waiting
         self._lock = threading.Lock()
         self._tokens = self.burst
         self._stamp = clock()
@@ -150,7 +158,7 @@ class TokenBucket:
         if wait <= 0:
             return
         try:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         except asyncio.CancelledError:
             self.refund()
             raise

@@ -172,7 +172,9 @@ async def test_livez_ignores_a_dead_idp_and_fails_when_the_scheduler_is_stuck(tm
 
         body = (await wait_until(stuck, 6, "/livez 503 with a paused scheduler")).json()
         assert body["status"] == "stuck" and body["scheduler_heartbeat_age"] >= 1.5
-        assert body["loop_heartbeat_age"] < 1.5, "the loop itself is fine"
+        # The loop kept beating (every 1 s) after the scheduler stopped: a bound relative to the
+        # scheduler's age, not a wall-clock limit a loaded machine could miss.
+        assert body["loop_heartbeat_age"] < body["scheduler_heartbeat_age"], "the loop itself is fine"
 
         d.engine.scheduler.resume()
 
@@ -205,12 +207,16 @@ async def test_metrics_and_status_follow_a_503_burst(fake_idp, tmp_path):
         await wait_until(burst_over, 15, "the 503 burst to pass and two more mints")
 
         # A quiet moment: two identical scrapes with /status and the files read in between.
+        # Only syncd's own series: the process collector's CPU seconds move with every scrape.
+        async def syncd_series() -> list[str]:
+            return [line for line in (await d.get("/metrics")).text.splitlines() if line.startswith("syncd_")]
+
         async def snapshot() -> tuple[Any, Any, Any] | None:
-            before = (await d.get("/metrics")).text
+            before = await syncd_series()
             status = (await d.get("/status")).json()["credentials"][0]
             stored = [TokenPayload.from_json((tmp_path / f"calm-{i}.json").read_text()) for i in range(2)]
             after = await d.metrics()
-            same = before == (await d.get("/metrics")).text
+            same = before == await syncd_series()
             return (after, status, stored) if same and not d.engine.credentials["calm"].running else None
 
         m, status, stored = await wait_until(snapshot, 10, "a quiet moment between runs")

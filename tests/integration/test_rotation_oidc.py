@@ -1,13 +1,18 @@
-"""``syncd run`` against the real OAuth server (oidc-provider, 3 s tokens) with file targets."""
+"""``syncd run`` against the real OAuth server (oidc-provider: 3 s tokens, 60 s for the restart test) with file targets."""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from syncd.payload import TokenPayload
 from tests.helpers import SyncdProcess, wait_for
+from tests.peers.servers import OidcServer
+
+LONG_TTL = 60
 
 
 def _config(idp, out: Path, secret: str = "calm-secret-0123456789", auth: str = "client_secret_post") -> str:
@@ -71,25 +76,46 @@ def test_file_target_stays_fresh_for_20s(oidc_server, tmp_path):
     assert (out / "calm.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_basic_auth_and_restart_adopts_stored_token(oidc_server, tmp_path):
-    """client_secret_basic works against the real server; a restart adopts the fresh stored token."""
+@pytest.fixture(scope="module")
+def long_oidc_server(peers_installed, oidc_clients) -> Iterator[OidcServer]:
+    """The same real server, issuing 60 s tokens: a restart lands well inside the adoption window."""
+    server = OidcServer(ttl=LONG_TTL, clients=oidc_clients)
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def test_basic_auth_and_restart_adopts_stored_token(long_oidc_server, tmp_path):
+    """client_secret_basic works against the real server; a restart adopts the fresh stored token.
+
+    The tokens live 60 s and are refreshed at half-life, so the stored token is fresh for 30 s
+    after it was issued: far longer than a stop and a start, even on a loaded machine. If the
+    second start still comes after that point, the test fails instead of passing unverified.
+    """
     out = tmp_path / "out"
-    cfg = _config(oidc_server, out, auth="client_secret_basic").replace(
-        'token_lifetime = "3s"', 'token_lifetime = "3s"\nrefresh_at = 0.9'
+    cfg = _config(long_oidc_server, out, auth="client_secret_basic").replace(
+        'token_lifetime = "3s"', f'token_lifetime = "{LONG_TTL}s"\nrefresh_at = 0.5\njitter = 0'
     )
     env = {"CALM_SECRET": "calm-secret-0123456789"}
     with SyncdProcess(cfg, tmp_path, env=env) as d:
         d.wait_http()
         wait_for(lambda: (out / "calm.json").exists(), 10, what="first write")
         assert d.stop() == 0
-    stored = json.loads((out / "calm.json").read_text())
+    stored = TokenPayload.from_json((out / "calm.json").read_text())
+    assert stored.expires_at - stored.issued_at == pytest.approx(LONG_TTL, abs=2)
+    issued_before = long_oidc_server.issued("calm")
     with SyncdProcess(cfg, tmp_path, env=env, name="second") as d2:
         d2.wait_http()
         started = wait_for(lambda: d2.events("started"), 10, what="started event")[0]
-        if time.time() < TokenPayload.from_dict(stored).refresh_after:
-            assert started["adopted"] == 1
-            assert d2.events("adopted")[0]["fingerprint"] == stored["fingerprint"]
-        d2.stop()
+        started_at = time.time()
+        assert d2.stop() == 0
+    assert started_at < stored.refresh_after, "the restart took longer than the token's fresh window"
+    assert started["adopted"] == 1
+    (adopted,) = d2.events("adopted")
+    assert adopted["fingerprint"] == stored.fingerprint
+    assert not d2.events("mint"), "an adopted token is not minted again"
+    assert long_oidc_server.issued("calm") == issued_before
+    assert TokenPayload.from_json((out / "calm.json").read_text()).fingerprint == stored.fingerprint
 
 
 def test_wrong_secret_is_fatal_and_not_hammered(oidc_server, tmp_path):

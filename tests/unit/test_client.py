@@ -7,6 +7,7 @@ import copy
 import json
 import logging
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -79,6 +80,9 @@ class FakeSource(sc._Source):
         self.delay = delay
         self.description = "fake://calm"
         self.lock = threading.Lock()
+        # When set, a fetch holds until the test opens the gate: "the store is slow" without a clock.
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
 
     def push(self, *results: Any) -> None:
         self.results.extend(results)
@@ -87,6 +91,9 @@ class FakeSource(sc._Source):
         with self.lock:
             self.calls.append(now)
             result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
         if self.delay:
             time.sleep(self.delay)
         if isinstance(result, BaseException):
@@ -637,71 +644,94 @@ def test_authorization_header() -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
-def _run_threads(n: int, target: Callable[[], Any]) -> tuple[list[Any], list[float]]:
+def _run_threads(n: int, target: Callable[[], Any]) -> list[Any]:
     results: list[Any] = [None] * n
-    durations: list[float] = [0.0] * n
     barrier = threading.Barrier(n)
 
     def work(i: int) -> None:
         barrier.wait()
-        started = time.monotonic()
         try:
             results[i] = target()
         except Exception as exc:
             results[i] = exc
-        durations[i] = time.monotonic() - started
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    return results, durations
+    return results
 
 
 def test_threads_cold_start_wait_for_one_read() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()), delay=0.2)
     r = TokenReader("file:///nonexistent/calm.json")
     r._cache.source = src
-    results, _ = _run_threads(16, r.get)
+    results = _run_threads(16, r.get)
     assert results == ["tok-1"] * 16
     assert len(src.calls) == 1
 
 
 def test_threads_use_the_cached_token_while_one_rereads() -> None:
+    """While one thread re-reads a slow store, the other 15 return the cached token without waiting.
+
+    The store holds the re-read until the test opens a gate, and the gate opens only after
+    15 threads have returned: a thread that waited for the store would never return, so the
+    test fails on the queue timeout instead of measuring how long anyone took.
+    """
     now = time.time()
-    src = FakeSource(payload("tok-1", issued=now - 200), payload("tok-2", issued=now), delay=0.3)
+    src = FakeSource(payload("tok-1", issued=now - 200), payload("tok-2", issued=now))
     r = TokenReader("file:///nonexistent/calm.json", min_reread=0.0)
     r._cache.source = src
-    src.delay = 0.0
     assert r.get() == "tok-1"  # stale but valid: due for a re-read
-    src.delay = 0.3
-    results, durations = _run_threads(16, r.get)
+    src.gate, src.entered = threading.Event(), threading.Event()
+    done: queue.Queue[Any] = queue.Queue()
+    barrier = threading.Barrier(16)
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            done.put(r.get())
+        except Exception as exc:
+            done.put(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    early: list[Any] = []
+    try:
+        for _ in range(15):
+            try:
+                early.append(done.get(timeout=15))
+            except queue.Empty:
+                raise AssertionError(f"only {len(early)} of 15 threads returned while the store was held") from None
+        assert src.entered.is_set() and not src.gate.is_set()
+    finally:
+        src.gate.set()
+        for t in threads:
+            t.join(10)
+    assert early == ["tok-1"] * 15, "nobody but the reader waited for the store"
+    assert done.get(timeout=1) == "tok-2"  # the reader, once the store answered
     assert len(src.calls) == 2
-    assert results.count("tok-2") == 1 and results.count("tok-1") == 15
-    assert sorted(durations)[14] < 0.2  # nobody but the reader waited for the store
     assert r.get() == "tok-2"
 
 
 def test_async_reader_one_read_for_many_tasks_and_loop_not_blocked() -> None:
     async def main() -> None:
-        src = FakeSource(payload("tok-1", issued=time.time()), delay=0.3)
+        src = FakeSource(payload("tok-1", issued=time.time()))
+        src.gate = threading.Event()
         r = AsyncTokenReader("file:///nonexistent/calm.json")
         r._cache.source = src
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        tick = asyncio.create_task(ticker())
-        tokens = await asyncio.gather(*(r.get() for _ in range(16)))
-        tick.cancel()
+        readers = asyncio.gather(*(r.get() for _ in range(16)))
+        # The store holds the read until this coroutine opens the gate: if the blocking fetch
+        # ran on the event loop, this code could not run, and the fetch would time out.
+        while not src.entered.is_set():
+            await asyncio.sleep(0.01)
+        assert not readers.done()
+        src.gate.set()
+        tokens = await asyncio.wait_for(readers, 30)
         assert tokens == ["tok-1"] * 16
         assert len(src.calls) == 1
-        assert ticks >= 10  # the blocking fetch ran in a thread
         info = await r.token_info()
         assert info.fingerprint == fingerprint("tok-1")
 

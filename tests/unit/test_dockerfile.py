@@ -126,13 +126,14 @@ def test_numeric_non_root_user_matching_the_chart(runtime):
     user = users[-1]
     assert re.fullmatch(r"\d+(:\d+)?", user), f"USER must be numeric (runAsNonRoot cannot verify a name): {user}"
     uid, _, gid = user.partition(":")
-    assert int(uid) != 0 and (not gid or int(gid) != 0)
+    # The chart sets runAsGroup and fsGroup, so the image names its group too (USER uid:gid).
+    assert gid, f"USER must name the group as well (uid:gid), as the chart sets runAsGroup: {user}"
+    assert int(uid) != 0 and int(gid) != 0
     values = yaml.safe_load(CHART_VALUES.read_text(encoding="utf-8"))
     assert values["podSecurityContext"]["runAsUser"] == int(uid)
     assert values["securityContext"]["runAsUser"] == int(uid)
-    if gid:
-        assert values["podSecurityContext"]["runAsGroup"] == int(gid)
-        assert values["podSecurityContext"]["fsGroup"] == int(gid)
+    assert values["podSecurityContext"]["runAsGroup"] == int(gid)
+    assert values["podSecurityContext"]["fsGroup"] == int(gid)
 
 
 def test_exec_form_entrypoint_and_cmd(runtime):

@@ -30,8 +30,7 @@ def test_install_script_is_valid_bash() -> None:
 
 def test_oidc_server_script_parses() -> None:
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (tests/peers/install.sh installs it)")
+    assert node is not None, "node is not installed: run tests/peers/install.sh (make setup), which installs it"
     subprocess.run([node, "--check", str(OIDC_SCRIPT)], check=True)
 
 
