@@ -47,8 +47,8 @@ def _plan(mode: str) -> dict[str, Any]:
         # Every case and code path of the full run (profile, scrape phase, paced floor, every variant), at
         # sizes where each takes a second or two: the figures are meaningless, their presence is the point.
         return {
-            "scaling": [(10, 3.0, 1.5, 0.0, 0.0), (30, 3.0, 1.5, 1.0, 2.0)],
-            "memory": [1, 10],
+            "scaling": [(30, 3.0, 1.5, 1.0, 2.0)],
+            "memory": [10],
             "floor": {"file": 40, "openbao": 20, "moto-ssm": 4, "moto-secretsmanager": 6},
             "floor_repeats": 1,
             "floor_paced": (10, 20),

@@ -216,7 +216,9 @@ def run_active(spec: ActiveSpec, adapter: StoreAdapter, workdir: Path, log: Log)
             f"  syncd up in {started - syncd.spawned_at:.1f}s, adopted {result['startup']['adopted']}/{spec.n}, "
             f"IdP requests so far {result['startup']['idp_requests_at_started']}"
         )
-        w0 = max(time.time() + 1.0, started + 2.0, t_ref + JITTER * interval + 0.5)
+        # The window opens once start-up has settled (2 s after `started`; the lead instead, if one is set).
+        settle = 2.0 if spec.startup_lead is None else spec.startup_lead
+        w0 = max(time.time() + min(1.0, settle), started + settle, t_ref + JITTER * interval + 0.5)
         if spec.reader:
             reader = subprocess.Popen(
                 [
