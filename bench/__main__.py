@@ -4,8 +4,8 @@ Default: the full run (about 14 minutes), which replaces the recorded doc and
 keeps its results in bench/results/. ``--quick`` (a ~4 minute run with short
 windows and small N) and partial runs (``--stores``, ``--only``, ``--window``)
 write their doc to .bench-out/<run>/ instead, unless ``--doc``.
-``--smoke`` runs every case for a second or two at tiny sizes (about a minute
-and a half), only to prove the harness still works end to end: its figures
+``--smoke`` runs every case for a second or two at tiny sizes (1.5-2.5 minutes
+on a shared 2-core machine), only to prove the harness still works end to end: its figures
 mean nothing, and it writes them to a temporary directory (or ``--out``),
 never to docs/ (tests/integration/test_bench_smoke.py runs it).
 ``--report RESULTS.json`` re-renders the doc from a results file.

@@ -1195,7 +1195,7 @@ def write(results: dict[str, Any], out_dir: Path, results_path: Path) -> None:
         "```",
         "make bench                                     # full run (~14 min): this file, the plot, bench/results/",
         ".venv/bin/python -m bench --quick              # short windows, small N: written to .bench-out/ only",
-        ".venv/bin/python -m bench --smoke              # ~1.5 min, every case at tiny sizes: does the harness work?",
+        ".venv/bin/python -m bench --smoke              # ~2 min, every case at tiny sizes: does the harness work?",
         ".venv/bin/python -m bench --stores file --only scaling,floor,naive    # select stores and case groups",
         ".venv/bin/python -m bench --report bench/results/<run>.json           # re-render this doc from results",
         "```\n",
