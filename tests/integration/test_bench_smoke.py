@@ -140,3 +140,28 @@ def test_smoke_run_completes_every_case_with_its_figures(tmp_path: Path) -> None
     doc = (runs[0].parent / "benchmarks.md").read_text()
     assert "## Targets" in doc and "## File store" in doc
     assert _docs_digest() == docs_before, "a smoke run rewrote docs/benchmarks*"
+
+
+def _shape(value: Any) -> Any:
+    """The structure of a plan entry with its numbers erased (None stays None: a case the mode skips)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, tuple):  # a record: (credentials, lifetime, window, ...)
+        return tuple(_shape(v) for v in value)
+    if isinstance(value, list):  # a list of cases: the first one's shape stands for all
+        return [_shape(v) for v in value[:1]]
+    if value is None:
+        return None
+    return type(value).__name__ if isinstance(value, str) else "number"
+
+
+def test_quick_and_full_plans_have_the_shape_the_smoke_run_exercised() -> None:
+    """The smoke run covers the code that reads the plan; the quick and full plans must feed it the same shapes."""
+    from bench.__main__ import _plan
+
+    smoke = _shape(_plan("smoke"))
+    for mode in ("quick", "full"):
+        plan = _shape(_plan(mode))
+        assert plan.keys() == smoke.keys(), mode
+        for key, value in plan.items():
+            assert value is None or value == smoke[key], f"{mode}: plan[{key!r}] = {value!r}, smoke has {smoke[key]!r}"
