@@ -913,9 +913,9 @@ def fixes_section(results: dict[str, Any]) -> str:
             "`_process_jobs` pass; when the job fires, `_process_jobs` again computes run times, submits through "
             "the executor and dispatches events. **Fix** (`Engine._schedule`, `Engine._remove_job`): keep "
             "APScheduler for the heartbeat, and give each credential one `loop.call_at` timer handle (cancel and "
-            "re-arm; the handle runs `create_task(self.run_credential(name, planned))`, kept in `self._tasks` so "
-            "`stop()` drains it). If APScheduler must stay per credential: subclass `AsyncIOScheduler` so "
-            "`wakeup()` uses `call_soon` from the loop thread and is coalesced. Expected gain: "
+            "re-arm; the handle runs `create_task(self.run_credential(name, planned))`, kept in a task set of "
+            "the engine so `stop()` drains it). If APScheduler must stay per credential: subclass "
+            "`AsyncIOScheduler` so `wakeup()` uses `call_soon` from the loop thread and is coalesced. Expected gain: "
             f"~{sched['reschedule_us'] - sched['loop_call_at_us']:.0f} µs of Python per rotation for the re-add "
             f"alone (a bare timer costs {sched['loop_call_at_us']:.0f} µs), plus the firing path."
         )
