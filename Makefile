@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.syncd-installed
 
-.PHONY: setup demo test lint unit integration bench clean
+.PHONY: setup demo test lint unit integration bench bench-smoke clean
 
 setup: $(STAMP)
 	@VENV=$(VENV) bash tests/peers/install.sh
@@ -42,6 +42,10 @@ integration: setup
 ## bench: the benchmark harness; writes docs/benchmarks.md
 bench: setup
 	$(BIN)/python -m bench
+
+## bench-smoke: every benchmark case for a second or two (does the harness still work?); writes nothing in the repo
+bench-smoke: setup
+	$(BIN)/python -m bench --smoke
 
 clean:
 	rm -rf $(VENV) demo-out .bench-out .mypy_cache .ruff_cache .pytest_cache

@@ -1,9 +1,13 @@
 """``python -m bench``: run the benchmark and write docs/benchmarks.md, docs/benchmarks-scaling.png and bench/results/.
 
 Default: the full run (about 14 minutes), which replaces the recorded doc and
-keeps its results in bench/results/. ``--quick`` (a ~3-4 minute smoke run with
-short windows and small N) and partial runs (``--stores``, ``--only``,
-``--window``) write their doc to .bench-out/<run>/ instead, unless ``--doc``.
+keeps its results in bench/results/. ``--quick`` (a ~4 minute run with short
+windows and small N) and partial runs (``--stores``, ``--only``, ``--window``)
+write their doc to .bench-out/<run>/ instead, unless ``--doc``.
+``--smoke`` runs every case for a second or two at tiny sizes (1.5-2.5 minutes
+on a shared 2-core machine), only to prove the harness still works end to end: its figures
+mean nothing, and it writes them to a temporary directory (or ``--out``),
+never to docs/ (tests/integration/test_bench_smoke.py runs it).
 ``--report RESULTS.json`` re-renders the doc from a results file.
 """
 
@@ -14,9 +18,11 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -35,15 +41,38 @@ GROUPS = ("scaling", "memory", "floor", "naive", "stores", "adoption", "oidc", "
 STORES = ("file", "openbao", "moto-ssm", "moto-secretsmanager")
 
 
-def _plan(quick: bool) -> dict[str, Any]:
+def _plan(mode: str) -> dict[str, Any]:
     """Every size and duration in one place, so the run time stays bounded (see docs/benchmarks.md)."""
-    if quick:
+    if mode == "smoke":
+        # Every case and code path of the full run (profile, scrape phase, paced floor, every variant), at
+        # sizes where each takes a second or two: the figures are meaningless, their presence is the point.
         return {
-            "scaling": [(100, 3.0, 10.0, 0.0), (1000, 30.0, 10.0, 4.0)],
+            "scaling": [(30, 3.0, 1.5, 1.0, 2.0)],
+            "memory": [10],
+            "floor": {"file": 40, "openbao": 20, "moto-ssm": 4, "moto-secretsmanager": 6},
+            "floor_repeats": 1,
+            "floor_paced": (10, 20),
+            "naive": (1, 1),
+            "stores": {
+                "openbao": (20, 3.0, 1.5),
+                "moto-ssm": (4, 3.0, 1.5),
+                "moto-secretsmanager": (6, 3.0, 1.5),
+            },
+            "adoption": 10,
+            "oidc": (5, 3.0, 1.5),
+            "fixes": (10, 3.0, 1.5),
+            "settle": 0.3,
+            "scrape_interval": 1.0,
+            "startup_lead": 0.5,
+            "micro_timeout": 120,
+        }
+    if mode == "quick":
+        return {
+            "scaling": [(100, 3.0, 10.0, 0.0, 0.0), (1000, 30.0, 10.0, 4.0, 0.0)],
             "memory": [1, 1000],
             "floor": {"file": 600, "openbao": 200, "moto-ssm": 30, "moto-secretsmanager": 100},
             "floor_repeats": 2,
-            "floor_paced": False,
+            "floor_paced": None,
             "naive": (3, 2),
             "stores": {
                 "openbao": (1000, 30.0, 10.0),
@@ -52,18 +81,27 @@ def _plan(quick: bool) -> dict[str, Any]:
             },
             "adoption": 1000,
             "oidc": (20, 3.0, 8.0),
-            "fixes": 0.0,
+            "fixes": None,
             "settle": 1.5,
-            "scrape_phase": 0.0,
+            "scrape_interval": 15.0,
+            "startup_lead": None,
+            "micro_timeout": 600,
         }
     return {
-        # (credentials, token lifetime s, window s, py-spy s): all at ~67 rotations/s
-        "scaling": [(100, 3.0, 45.0, 0.0), (1000, 30.0, 60.0, 15.0), (10000, 300.0, 45.0, 0.0)],
+        # (credentials, token lifetime s, window s, py-spy s, scrape phase s): all at ~67 rotations/s. The
+        # scrape phase (after the 1,000 and 10,000 credential windows): /metrics scraped every
+        # ``scrape_interval`` s, as Prometheus would.
+        "scaling": [
+            (100, 3.0, 45.0, 0.0, 0.0),
+            (1000, 30.0, 60.0, 15.0, 30.0),
+            (10000, 300.0, 45.0, 0.0, 30.0),
+        ],
         "memory": [1, 100, 1000, 10000],
         # rotations per floor run (after a warm-up pass over min(200, count // 2) keys)
         "floor": {"file": 2000, "openbao": 600, "moto-ssm": 80, "moto-secretsmanager": 300},
         "floor_repeats": 3,
-        "floor_paced": True,
+        # (keys, rotations) of the file floor loop paced at the daemon's rate; None = not run
+        "floor_paced": (200, 1000),
         "naive": (10, 3),
         # AWS' own write ceilings bound the moto cases: SSM PutParameter 10/s, Secrets Manager 40/s (syncd's default)
         "stores": {
@@ -73,10 +111,13 @@ def _plan(quick: bool) -> dict[str, Any]:
         },
         "adoption": 10000,
         "oidc": (20, 3.0, 20.0),
-        "fixes": 30.0,
+        # (credentials, token lifetime s, window s) of each "what would fix it" variant; None = not run
+        "fixes": (1000, 30.0, 30.0),
         "settle": 3.0,
-        # after the 1,000 and 10,000 credential windows: /metrics scraped every 15 s, as Prometheus would
-        "scrape_phase": 30.0,
+        "scrape_interval": 15.0,
+        # seconds between syncd's expected start-up and the first seeded refresh; None = the generous estimate
+        "startup_lead": None,
+        "micro_timeout": 600,
     }
 
 
@@ -111,15 +152,27 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="~3-4 minute smoke run (short windows, small N)")
+    modes = ap.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="~4 minute run (short windows, small N), to .bench-out/")
+    modes.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every case for a second or two at tiny sizes, to prove the harness works; figures to a temp dir",
+    )
     ap.add_argument("--stores", default=",".join(STORES), help=f"comma list of {', '.join(STORES)}")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma list of case groups: {', '.join(GROUPS)}")
     ap.add_argument("--doc", action="store_true", help="write docs/ even for a quick or partial run")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/ (results JSON only)")
     ap.add_argument("--report", type=Path, help="only re-render the doc from this results JSON")
     ap.add_argument("--window", type=float, help="override every measurement window (seconds)")
-    ap.add_argument("--out", type=Path, default=ROOT / ".bench-out", help="work directory for logs and profiles")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="work directory for logs and profiles (default: .bench-out/, or a new temporary directory for --smoke)",
+    )
     args = ap.parse_args(argv)
+    if args.smoke and args.doc:
+        ap.error("--smoke never writes docs/: its figures are meaningless (drop --doc)")
 
     if args.report:
         results = json.loads(args.report.read_text())
@@ -135,15 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in groups:
         if name not in GROUPS:
             ap.error(f"unknown group {name!r}")
-    plan = _plan(args.quick)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    plan = _plan(mode)
     if args.window:
         w = args.window
-        plan["scaling"] = [(n, life, w, min(prof, w)) for n, life, _, prof in plan["scaling"]]
+        plan["scaling"] = [(n, life, w, min(prof, w), sc) for n, life, _, prof, sc in plan["scaling"]]
         plan["stores"] = {k: (n, life, w) for k, (n, life, _) in plan["stores"].items()}
         plan["oidc"] = (*plan["oidc"][:2], w)
-        plan["fixes"] = w
+        plan["fixes"] = (*(plan["fixes"] or (1000, 30.0))[:2], w)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = args.out / stamp
+    out = args.out
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="syncd-bench-smoke-")) if args.smoke else ROOT / ".bench-out"
+    run_dir = out / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     # The emulator accepts any credentials; never let a real AWS profile near the benchmark.
@@ -167,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             **machine(),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "mode": "quick" if args.quick else "full",
-            "command": "make bench" if not args.quick else "python -m bench --quick",
+            "mode": mode,
+            "command": "make bench" if mode == "full" else f"python -m bench --{mode}",
             "argv": sys.argv[1:] if argv is None else argv,
             "plan": plan,
             "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
@@ -220,7 +277,15 @@ def main(argv: list[str] | None = None) -> int:
             adapter = ADAPTERS["file"](run_dir / "oidc")
             results["oidc"] = {}
             for idp in ("oidc", "fake"):
-                spec = ActiveSpec(label=f"{idp}-{n}", store="file", n=n, lifetime=life, duration=dur, idp=idp)
+                spec = ActiveSpec(
+                    label=f"{idp}-{n}",
+                    store="file",
+                    n=n,
+                    lifetime=life,
+                    duration=dur,
+                    idp=idp,
+                    startup_lead=plan["startup_lead"],
+                )
                 res = attempt(
                     f"file: {n} credentials, {life:g}s tokens, {'real oidc-provider' if idp == 'oidc' else 'fake IdP'}",
                     lambda spec=spec: cases.run_active(spec, adapter, run_dir / "oidc" / spec.label, log),
@@ -229,45 +294,57 @@ def main(argv: list[str] | None = None) -> int:
         if "fixes" in groups and plan["fixes"] and "file" in stores:
             adapter = ADAPTERS["file"](run_dir / "fixes")
             results["fixes"] = {}
+            fix_n, fix_life, fix_window = plan["fixes"]
             variants = {
                 "baseline": ActiveSpec(
                     label="fix-baseline",
                     store="file",
-                    n=1000,
-                    lifetime=30.0,
-                    duration=plan["fixes"],
+                    n=fix_n,
+                    lifetime=fix_life,
+                    duration=fix_window,
                     patches=("probe",),
+                    startup_lead=plan["startup_lead"],
                 ),
                 "log_level_warning": ActiveSpec(
                     label="fix-nologs",
                     store="file",
-                    n=1000,
-                    lifetime=30.0,
-                    duration=plan["fixes"],
+                    n=fix_n,
+                    lifetime=fix_life,
+                    duration=fix_window,
                     env=(("SYNCD_DAEMON__LOG_LEVEL", "warning"),),
                     patches=("probe",),
+                    startup_lead=plan["startup_lead"],
                 ),
                 "prototype_fixes": ActiveSpec(
                     label="fix-patched",
                     store="file",
-                    n=1000,
-                    lifetime=30.0,
-                    duration=plan["fixes"],
+                    n=fix_n,
+                    lifetime=fix_life,
+                    duration=fix_window,
                     patches=("probe", "timers", "sniffio"),
+                    startup_lead=plan["startup_lead"],
                 ),
             }
             for key, spec in variants.items():
                 results["fixes"][key] = attempt(
-                    f"file: 1000 credentials at ~67/s, variant {key}",
+                    f"file: {fix_n} credentials at ~{spec.rate:.0f}/s, variant {key}",
                     lambda spec=spec: cases.run_active(spec, adapter, run_dir / "fixes" / spec.label, log),
                 )
         if "micro" in groups:
-            out = run_dir / "micro.json"
+            micro_out = run_dir / "micro.json"
 
             def micro() -> Any:
-                cmd = [sys.executable, "-m", "bench.micro", "--out", str(out)] + (["--quick"] if args.quick else [])
-                subprocess.run(cmd, cwd=ROOT, check=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
-                return json.loads(out.read_text())
+                cmd = [sys.executable, "-m", "bench.micro", "--out", str(micro_out)]
+                cmd += ["--quick"] if mode == "quick" else ["--smoke"] if mode == "smoke" else []
+                subprocess.run(
+                    cmd,
+                    cwd=ROOT,
+                    check=True,
+                    timeout=plan["micro_timeout"],
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    preexec_fn=_cap_memory,
+                )
+                return json.loads(micro_out.read_text())
 
             results["micro"] = attempt("micro-measurements (in-process, per call)", micro)
     finally:
@@ -278,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     path = _save(results, run_dir)
     log(f"results: {path}")
     # Only a complete run (every store, every group, default windows) replaces the recorded doc.
-    recorded = not args.quick and not args.window and set(groups) == set(GROUPS) and set(stores) == set(STORES)
-    if (recorded or args.doc) and not args.no_doc:
+    recorded = mode == "full" and not args.window and set(groups) == set(GROUPS) and set(stores) == set(STORES)
+    if (recorded or args.doc) and not args.no_doc and mode != "smoke":
         keep = ROOT / "bench" / "results" / f"{stamp}.json"
         keep.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, keep)
@@ -287,10 +364,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote docs/benchmarks.md, docs/benchmarks-scaling.png and {keep.relative_to(ROOT)}")
     else:
         report.write(results, run_dir, path)
-        log(f"wrote {run_dir.relative_to(ROOT)}/benchmarks.md (a partial or quick run: docs/ untouched; --doc forces)")
+        shown = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
+        log(f"wrote {shown}/benchmarks.md (a partial, quick or smoke run: docs/ untouched)")
     if results["errors"]:
         log(f"{len(results['errors'])} case(s) failed; see the doc's 'Failures' section")
     return 1 if results["errors"] else 0
+
+
+# The micro-measurements run in-process loops over syncd's own code: if one stops terminating (as the
+# redaction registry loop did), it must fail with MemoryError, not take the shared machine down with it.
+MICRO_ADDRESS_SPACE = 4 * 2**30  # bytes; the quick run needs under 1.5 GiB
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MICRO_ADDRESS_SPACE, MICRO_ADDRESS_SPACE))
 
 
 def _save(results: dict[str, Any], run_dir: Path) -> Path:
@@ -312,7 +399,7 @@ def _run_store(
     main_lifetime = 30.0
     if name == "file":
         if "scaling" in groups:
-            for n, life, dur, prof in plan["scaling"]:
+            for n, life, dur, prof, scrape in plan["scaling"]:
                 spec = ActiveSpec(
                     label=f"scale-{n}",
                     store=name,
@@ -320,7 +407,9 @@ def _run_store(
                     lifetime=life,
                     duration=dur,
                     profile=prof,
-                    scrape_phase=plan["scrape_phase"] if n >= 1000 else 0.0,
+                    scrape_phase=scrape,
+                    scrape_interval=plan["scrape_interval"],
+                    startup_lead=plan["startup_lead"],
                 )
                 res = attempt(
                     f"file: {n} credentials, {life:g}s tokens (~{spec.rate:.0f} rotations/s), {dur:g}s window",
@@ -346,6 +435,7 @@ def _run_store(
             lifetime=life,
             duration=dur,
             profile=10.0 if name == "openbao" and dur >= 30 else 0.0,
+            startup_lead=plan["startup_lead"],
         )
         res = attempt(
             f"{name}: {n} credentials, {life:g}s tokens (~{spec.rate:.0f} rotations/s), {dur:g}s window",
@@ -368,6 +458,7 @@ def _run_store(
             ),
         )
         if name == "file" and plan["floor_paced"]:
+            paced_keys, paced_count = plan["floor_paced"]
             entry["floor_paced"] = attempt(
                 "file: floor loop paced at 67/s (same rate as the daemon)",
                 lambda: cases.run_floor(
@@ -375,8 +466,8 @@ def _run_store(
                     wd / "floor-paced",
                     log,
                     lifetime=main_lifetime,
-                    keys=200,
-                    count=1000,
+                    keys=paced_keys,
+                    count=paced_count,
                     repeats=1,
                     rate=1000 / (0.5 * main_lifetime),
                 ),

@@ -66,6 +66,9 @@ class ActiveSpec:
     scrape_interval: float = 15.0
     patches: tuple[str, ...] = ()  # prototype engine fixes (bench/variant.py), for the "what would fix it" runs
     env: tuple[tuple[str, str], ...] = ()  # e.g. (("SYNCD_DAEMON__LOG_LEVEL", "warning"),)
+    # Seconds from syncd's expected start-up to the first seeded refresh; None = a generous margin (see
+    # run_active). Only the smoke run shortens it: it costs seconds per case, and its figures do not count.
+    startup_lead: float | None = None
 
     @property
     def rate(self) -> float:
@@ -187,7 +190,8 @@ def run_active(spec: ActiveSpec, adapter: StoreAdapter, workdir: Path, log: Log)
         # No refresh may come due before syncd is up and idle again: the earliest seeded refresh is at
         # t_ref - jitter x interval, so the lateness histogram (read once, cumulated since start) holds
         # steady-state runs only, not jobs that waited for the start-up to finish.
-        t_ref = time.time() + 1.3 * _startup_estimate(spec.store, spec.n) + 2 + JITTER * interval
+        lead = 1.3 * _startup_estimate(spec.store, spec.n) + 2 if spec.startup_lead is None else spec.startup_lead
+        t_ref = time.time() + lead + JITTER * interval
         t_seed = time.time()
         adapter.seed(seed_payloads(adapter, prefix, spec.n, spec.lifetime, t_ref, interval), prefix)
         result["seed_seconds"] = time.time() - t_seed
@@ -212,7 +216,9 @@ def run_active(spec: ActiveSpec, adapter: StoreAdapter, workdir: Path, log: Log)
             f"  syncd up in {started - syncd.spawned_at:.1f}s, adopted {result['startup']['adopted']}/{spec.n}, "
             f"IdP requests so far {result['startup']['idp_requests_at_started']}"
         )
-        w0 = max(time.time() + 1.0, started + 2.0, t_ref + JITTER * interval + 0.5)
+        # The window opens once start-up has settled (2 s after `started`; the lead instead, if one is set).
+        settle = 2.0 if spec.startup_lead is None else spec.startup_lead
+        w0 = max(time.time() + min(1.0, settle), started + settle, t_ref + JITTER * interval + 0.5)
         if spec.reader:
             reader = subprocess.Popen(
                 [

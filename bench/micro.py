@@ -22,7 +22,7 @@ own code and configuration, so a proposed fix comes with an expected gain:
 
 CPU time is ``time.process_time()``; each figure is the median of 5 repeats.
 
-Usage: ``python -m bench.micro --out micro.json [--quick]``
+Usage: ``python -m bench.micro --out micro.json [--quick | --smoke]`` (sizes per mode: ``SCALES``)
 """
 
 from __future__ import annotations
@@ -37,8 +37,43 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Every size the measurements use, per mode, in one place: a mode's run time is bounded by these alone."""
+
+    log_calls: int  # rotation log events per repeat
+    registry_sizes: tuple[int, ...]  # minted JWTs registered with the redactor, in steps
+    encoded_sizes: tuple[int, ...]  # secrets with a percent-encoded or an irregular spelling, in steps
+    metric_calls: int
+    render_sizes: tuple[int, ...]  # credentials in one /metrics render
+    scheduler_jobs: tuple[int, ...]
+    reschedules: int
+    memory_credentials: int
+    mints: int  # token requests per repeat
+    writes: int  # file writes per repeat
+
+
+SCALES = {
+    "full": Scale(
+        2000,
+        (1_000, 10_000, 50_000),
+        (200, 2_000, 10_000),
+        5000,
+        (100, 1000, 10000),
+        (1000, 10000),
+        1000,
+        5000,
+        600,
+        300,
+    ),
+    "quick": Scale(500, (1_000, 10_000), (200, 2_000), 2000, (100, 1000), (1000,), 300, 2000, 200, 100),
+    "smoke": Scale(50, (100, 1_000), (20, 200), 200, (10, 100), (100,), 50, 50, 20, 20),
+}
 
 
 def _per_call_us(fn: Callable[[], Any], n: int, repeats: int = 5) -> float:
@@ -58,7 +93,7 @@ def _jwt(i: int) -> str:
     return f"{head}.{body}.{sig}"
 
 
-def logging_costs(quick: bool) -> dict[str, Any]:
+def logging_costs(sc: Scale) -> dict[str, Any]:
     """Per rotation: mint + write info events, as Engine logs them, through the configured chain."""
     from syncd import logs
     from syncd.payload import fingerprint, to_rfc3339
@@ -96,7 +131,7 @@ def logging_costs(quick: bool) -> dict[str, Any]:
             adopted=False,
         )
 
-    n = 500 if quick else 2000
+    n = sc.log_calls
     out: dict[str, Any] = {"rotation_logs_us": _per_call_us(rotation_logs, n)}
     logs.configure("warning", "json", stream=devnull)
     out["rotation_logs_filtered_us"] = _per_call_us(rotation_logs, n)  # log_level = warning
@@ -104,38 +139,73 @@ def logging_costs(quick: bool) -> dict[str, Any]:
 
     # The secret registry: every minted token is registered; what does it cost as it grows?
     registry = logs._SECRETS
-    base_regular, base_irregular = len(registry._regular), len(registry._irregular)
-    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 50_000]
+    before_regular, before_irregular = set(registry._regular), set(registry._irregular)
+    sizes = sc.registry_sizes
     scaling = []
     added = 0
     for size in sizes:
-        while added < size:
-            logs.register_secret(_jwt(added + 1))
+        for _ in range(size - added):
             added += 1
+            logs.register_secret(_jwt(added))
         scaling.append({"registered": size, "rotation_logs_us": _per_call_us(rotation_logs, n // 2)})
     per_token = sum(sys.getsizeof(s) for s in registry._regular) / max(len(registry._regular), 1)
     out["registry_growth"] = scaling
     out["registry_bytes_per_token"] = per_token
-    # Opaque tokens in standard base64 ('+', '/', '=') have a percent-encoded variant, which the
-    # registry keeps in its linear-scan set: each logged value is searched for every one of them.
-    irregular = []
-    for size in [200, 2_000] if quick else [200, 2_000, 10_000]:  # percent-encoded variants in the scan set
-        while len(registry._irregular) - base_irregular < size:
-            logs.register_secret(base64.b64encode(os.urandom(30)).decode() + "+/=")
-        irregular.append(
+    # Secrets in standard base64 ('+', '/', '=') have a percent-encoded spelling. Registering a fixed number
+    # of them and recording where their forms land (set lookup or the linear-scan "irregular" set) prices
+    # redaction for such a fleet without assuming where the registry puts them: a loop that waited for the
+    # scan set to reach a size spun forever (and ate memory) once those forms moved to the set lookup.
+    out["irregular_growth"] = _redaction_growth(
+        registry,
+        rotation_logs,
+        sc.encoded_sizes,
+        n,
+        lambda: base64.b64encode(os.urandom(30)).decode() + "+/=",
+    )
+    # Values with a character outside the candidate class (a client secret with '!' or '*') are the ones
+    # that still go to the scan set: how much each of them adds to every logged string.
+    out["scan_set_growth"] = _redaction_growth(
+        registry,
+        rotation_logs,
+        sc.encoded_sizes,
+        n,
+        lambda: "s!" + base64.urlsafe_b64encode(os.urandom(24)).decode() + "*",
+    )
+    registry._regular.intersection_update(before_regular)
+    registry._irregular.intersection_update(before_irregular)
+    return out
+
+
+def _redaction_growth(
+    registry: Any, rotation_logs: Callable[[], None], sizes: tuple[int, ...], n: int, make_secret: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Register ``sizes[-1]`` secrets from ``make_secret`` in steps; per step, where they went and what logging costs.
+
+    Bounded by construction: it registers a fixed number of values and then measures, whatever the
+    registry does with them. The registrations are removed again before returning.
+    """
+    base_regular, base_irregular = len(registry._regular), len(registry._irregular)
+    made: list[str] = []
+    rows = []
+    for size in sizes:
+        for _ in range(size - len(made)):
+            secret = make_secret()
+            made.append(secret)
+            registry.add(secret)
+        rows.append(
             {
+                "registered": size,
+                "regular_entries": len(registry._regular) - base_regular,
                 "irregular_entries": len(registry._irregular) - base_irregular,
                 "rotation_logs_us": _per_call_us(rotation_logs, max(20, n // (size // 100 + 1))),
             }
         )
-    out["irregular_growth"] = irregular
-    for s in list(registry._regular)[base_regular:]:
-        registry._regular.discard(s)
-    registry._irregular.clear()
-    return out
+    for secret in made:
+        registry.discard(secret)
+    return rows
 
 
-def metrics_costs(quick: bool) -> dict[str, Any]:
+def metrics_costs(sc: Scale) -> dict[str, Any]:
     """Per rotation Prometheus updates (as Engine does them), and one /metrics render at N credentials."""
     from syncd.metrics import Metrics
 
@@ -159,9 +229,9 @@ def metrics_costs(quick: bool) -> dict[str, Any]:
         m.target_token_expiry.labels(credential=c, target=t).set(2.0)
         m.next_refresh.labels(credential=c).set(3.0)
 
-    out: dict[str, Any] = {"rotation_metrics_us": _per_call_us(rotation_metrics, 2000 if quick else 5000)}
+    out: dict[str, Any] = {"rotation_metrics_us": _per_call_us(rotation_metrics, sc.metric_calls)}
     renders = []
-    for n in [100, 1000] if quick else [100, 1000, 10000]:
+    for n in sc.render_sizes:
         reg = _populated_metrics(n)
         body = reg.render()
         renders.append(
@@ -279,7 +349,7 @@ def memory_per_credential(n: int) -> dict[str, float]:
     return {k: round(v / 1024, 2) for k, v in out.items()}  # KiB per credential
 
 
-async def _scheduler_costs(quick: bool) -> dict[str, Any]:
+async def _scheduler_costs(sc: Scale) -> dict[str, Any]:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.date import DateTrigger
 
@@ -287,7 +357,7 @@ async def _scheduler_costs(quick: bool) -> dict[str, Any]:
         return None
 
     out: list[dict[str, Any]] = []
-    for n in [1000] if quick else [1000, 10000]:
+    for n in sc.scheduler_jobs:
         sched = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
         sched.start()
         far = time.time() + 3600
@@ -308,7 +378,7 @@ async def _scheduler_costs(quick: bool) -> dict[str, Any]:
             add(k, far + k * 0.01)
         await asyncio.sleep(0.05)
         reps = []
-        count = 300 if quick else 1000
+        count = sc.reschedules
         for _ in range(5):
             t = time.process_time()
             for r in range(count):
@@ -336,7 +406,7 @@ async def _scheduler_costs(quick: bool) -> dict[str, Any]:
     return {"scheduler": out}
 
 
-def http_client_costs(quick: bool) -> dict[str, Any]:
+def http_client_costs(sc: Scale) -> dict[str, Any]:
     """CPU per token request: syncd's httpx client (mint()) against aiohttp's client, same fake IdP."""
     import tempfile
     from pathlib import Path
@@ -349,7 +419,7 @@ def http_client_costs(quick: bool) -> dict[str, Any]:
 
     idp = FakeIdpProcess(30.0, Path(tempfile.mkdtemp(prefix="syncd-micro-idp-")))
     idp.start()
-    n = 200 if quick else 600
+    n = sc.mints
     form = {"grant_type": "client_credentials", "client_id": "c00001", "client_secret": "bench-secret-00001"}
 
     async def run() -> dict[str, float]:
@@ -465,7 +535,7 @@ def registry_bound(refreshes: int = 20) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def store_costs(quick: bool) -> dict[str, Any]:
+def store_costs(sc: Scale) -> dict[str, Any]:
     """The file store's write as the engine awaits it (thread hand-off, atomic write, two fsyncs)."""
     import tempfile
     from pathlib import Path
@@ -480,7 +550,7 @@ def store_costs(quick: bool) -> dict[str, Any]:
     store = FileStore("bench", FileStoreConfig(type="file", directory=tmp))
     now = time.time()
     payload = TokenPayload("c00001", SecretStr(_jwt(1)), now, now + 30, now + 15)
-    n = 100 if quick else 300
+    n = sc.writes
 
     async def run() -> dict[str, float]:
         for _ in range(10):
@@ -527,18 +597,23 @@ def hot_path_costs() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m bench.micro")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="smaller sizes (python -m bench --quick)")
+    mode.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: every measurement runs, no figure is meaningful"
+    )
     args = ap.parse_args(argv)
+    sc = SCALES["smoke" if args.smoke else "quick" if args.quick else "full"]
     result: dict[str, Any] = {}
-    result["logging"] = logging_costs(args.quick)
-    result["metrics"] = metrics_costs(args.quick)
-    result.update(asyncio.run(_scheduler_costs(args.quick)))
-    result["memory_kib_per_credential"] = memory_per_credential(2000 if args.quick else 5000)
+    result["logging"] = logging_costs(sc)
+    result["metrics"] = metrics_costs(sc)
+    result.update(asyncio.run(_scheduler_costs(sc)))
+    result["memory_kib_per_credential"] = memory_per_credential(sc.memory_credentials)
     result["hot_path"] = hot_path_costs()
-    result["http_client"] = http_client_costs(args.quick)
-    result["store"] = store_costs(args.quick)
+    result["http_client"] = http_client_costs(sc)
+    result["store"] = store_costs(sc)
     result["registry"] = registry_bound()
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
