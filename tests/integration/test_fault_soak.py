@@ -1,7 +1,7 @@
 """A CI-sized fault soak: one ``syncd run`` with 30 credentials through a hostile world.
 
-The daemon serves 30 credentials (40 s tokens refreshed at half-life: one
-rotation every ~0.7 s in all, ~200 in a run) into the file store, a real OpenBao
+The daemon serves 30 credentials (40 s tokens refreshed at half-life: about 120
+rotations in a run) into the file store, a real OpenBao
 (15 of them) and moto's SSM (4 of them), while a consumer thread reads every
 target about once a second. The world turns hostile in phases:
 
@@ -328,9 +328,9 @@ def test_fault_soak(
 
     try:
         d.start()
-        d.wait_http(30)
+        d.wait_http(60)
         start = time.time()
-        wait_for(lambda: written() >= set(all_labels(first)), 30, 0.2, "every target written once")
+        wait_for(lambda: written() >= set(all_labels(first)), 60, 0.2, "every target written once")
         for label, key in all_labels(first).items():
             consumer.add(label, reader_for(label, key))
         consumer.start()
@@ -377,6 +377,13 @@ def test_fault_soak(
         # ---- OpenBao restart: the dev server comes back empty
         down = time.time()
         openbao.stop()
+        # Down until a rotation met the outage: its write fails and is retried with backoff.
+        wait_for(
+            lambda: [e for e in log.events("write", outcome="transient") if e["target"].startswith("bao:")],
+            REFRESH_MAX + 10,
+            0.1,
+            "a write to the stopped OpenBao",
+        )
         openbao.start()
         back = time.time()
         vault_labels = [label for label in all_labels(running) if label.startswith("bao:")]
@@ -494,13 +501,13 @@ def test_fault_soak(
     assert unexplained == [], f"tokens read that no logged write put there: {unexplained[:5]}"
     assert read_but_expired_at_write == [], read_but_expired_at_write[:5]
     assert outside_outage == [], f"write failures outside the OpenBao window: {outside_outage[:5]}"
-    assert {e.get("error_code") for e in failed_writes} <= {"connection"}, failed_writes[:5]
+    assert failed_writes and {e.get("error_code") for e in failed_writes} == {"connection"}, failed_writes[:5]
 
     assert "Traceback" not in text, text[text.index("Traceback") - 500 :][:3000] if "Traceback" in text else ""
     assert unparsed == [], f"log lines that are not JSON events: {unparsed[:5]}"
     assert unexpected_errors == [], f"error events besides the burst's mint failures: {unexpected_errors[:5]}"
-    # Refusals end with the burst; a request sent in its last moment is answered just after.
-    assert all(burst_start <= ts(e) <= burst_end + 1.0 for e in minted_bad), "a mint failed outside the burst"
+    # Refusals end with the burst; one sent in its last moment may be logged a little after (load).
+    assert all(burst_start <= ts(e) <= burst_end + 5.0 for e in minted_bad), "a mint failed outside the burst"
     # Every answer of the IdP is accounted for: one logged mint per token, one failure per refusal.
     assert len(minted_ok) == len(issued), (len(minted_ok), len(issued))
     assert {e["fingerprint"] for e in minted_ok} == {fingerprint(t) for t in issued}
