@@ -137,7 +137,7 @@ def _vault_messages(exc: BaseException) -> str:
     if not parts:
         text = getattr(exc, "text", None)
         if isinstance(text, str) and text.strip() and not text.lstrip().startswith("{"):
-            parts.append(text.strip()[:200])
+            parts.append(logs.shorten(text.strip(), 200))
     cleaned = []
     for part in parts:
         text = part.replace("1 error occurred:", "").replace("\n", " ").replace("\t", " ").replace("*", " ")
@@ -145,7 +145,7 @@ def _vault_messages(exc: BaseException) -> str:
         if text:
             cleaned.append(text)
     joined = "; ".join(cleaned) or "no error text"
-    return logs.scrub_text(joined[:400])
+    return logs.shorten(joined, 400)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -273,7 +273,7 @@ def classify_error(exc: BaseException, op: Op, ctx: Context) -> StoreError:
     if not isinstance(exc, hvac.exceptions.VaultError):
         return TransientStoreError(
             f"{prefix}: unexpected {type(exc).__name__} while trying to {op.action} {op.path}: "
-            f"{logs.scrub_text(str(exc))[:300]}",
+            f"{logs.shorten(str(exc), 300)}",
             code="unexpected",
         )
     status = _status(exc)
