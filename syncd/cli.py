@@ -7,6 +7,7 @@ is unhealthy), 2 a configuration error whose message names the key and why.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -188,7 +189,12 @@ def check(
     if all_findings:
         out.print("\n[bold]findings[/]")
         for f in all_findings:
-            out.print(logs.scrub_text("  " + f.render().replace("\n", "\n  ")), markup=False)
+            # Scrub what a finding says, not its subject: a key path such as
+            # `credentials[0].client_secret: ...` reads like a secret field to the redactor.
+            safe = dataclasses.replace(
+                f, message=logs.scrub_text(f.message), fix=logs.scrub_text(f.fix) if f.fix else None
+            )
+            out.print("  " + safe.render().replace("\n", "\n  "), markup=False)
     errors = [f for f in findings if f.level == "error"]
     local_errors = [f for f in local if f.level == "error"]
     connect_errors = [f for f in findings_connect if f.level == "error"]
