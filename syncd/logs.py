@@ -67,6 +67,10 @@ class _SecretRegistry:
         self._lock = threading.Lock()
         self._regular: set[str] = set()
         self._irregular: set[str] = set()
+        # Distinct lengths of the regular values (with how many have each), for the scan
+        # of candidates in which a secret is glued to other characters.
+        self._length_counts: dict[int, int] = {}
+        self._lengths: tuple[int, ...] = ()
 
     def add(self, value: str) -> None:
         if not value or len(value) < 4:
@@ -74,23 +78,37 @@ class _SecretRegistry:
         with self._lock:
             for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
                 if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
-                    self._regular.add(variant)
+                    if variant not in self._regular:
+                        self._regular.add(variant)
+                        self._count_length(len(variant), +1)
                 else:
                     self._irregular.add(variant)
 
     def discard(self, value: str) -> None:
         with self._lock:
             for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
-                self._regular.discard(variant)
+                if variant in self._regular:
+                    self._regular.discard(variant)
+                    self._count_length(len(variant), -1)
                 self._irregular.discard(variant)
+
+    def _count_length(self, length: int, delta: int) -> None:
+        count = self._length_counts.get(length, 0) + delta
+        if count > 0:
+            self._length_counts[length] = count
+        else:
+            self._length_counts.pop(length, None)
+        self._lengths = tuple(sorted(self._length_counts))
 
     def __len__(self) -> int:
         return len(self._regular) + len(self._irregular)
 
     def scrub(self, text: str) -> str:
-        regular, irregular = self._regular, self._irregular
+        regular, irregular, lengths = self._regular, self._irregular, self._lengths
         if regular:
-            text = _CANDIDATE_RE.sub(lambda m: REDACTED if _contains_secret(m.group(0), regular) else m.group(0), text)
+            text = _CANDIDATE_RE.sub(
+                lambda m: REDACTED if _contains_secret(m.group(0), regular, lengths) else m.group(0), text
+            )
         for secret in tuple(irregular):
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -100,7 +118,7 @@ class _SecretRegistry:
 _SEPARATOR_RE = re.compile(r"[=/+.%]")
 
 
-def _contains_secret(candidate: str, regular: set[str]) -> bool:
+def _contains_secret(candidate: str, regular: set[str], lengths: tuple[int, ...] = ()) -> bool:
     if candidate in regular:
         return True
     # A secret glued to neighbours (``x=abc%2Bdef``, ``abc.def``): try what lies after and
@@ -109,7 +127,17 @@ def _contains_secret(candidate: str, regular: set[str]) -> bool:
         i = sep.start()
         if candidate[i + 1 :] in regular or candidate[:i] in regular:
             return True
-    return any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8)
+    if any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8):
+        return True
+    # Glued with no separator at all (an IdP echoing ``"xx" + secret``): every window of
+    # each registered length. Still set lookups, one per position and distinct length.
+    size = len(candidate)
+    for n in lengths:
+        if n >= size:
+            break
+        if any(candidate[i : i + n] in regular for i in range(size - n + 1)):
+            return True
+    return False
 
 
 _SECRETS = _SecretRegistry()
