@@ -210,7 +210,8 @@ class Context:
 
     @property
     def where(self) -> str:
-        return f"{self.url}" + (f" (namespace {self.namespace})" if self.namespace else "")
+        # The address as messages show it: a url with user:password@ keeps only ***@.
+        return logs.scrub_url(self.url) + (f" (namespace {self.namespace})" if self.namespace else "")
 
 
 def _caps(caps: tuple[str, ...]) -> str:
@@ -243,12 +244,12 @@ def classify_error(exc: BaseException, op: Op, ctx: Context) -> StoreError:
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text.lower():
             return FatalStoreError(
-                f"{prefix}: TLS verification of {ctx.url} failed while trying to {op.action} {op.path}: "
+                f"{prefix}: TLS verification of {ctx.where} failed while trying to {op.action} {op.path}: "
                 "set ca_cert to the CA bundle that signed Vault's certificate",
                 code="tls",
             )
         return TransientStoreError(
-            f"{prefix}: TLS handshake with {ctx.url} failed ({type(exc).__name__}) while trying to "
+            f"{prefix}: TLS handshake with {ctx.where} failed ({type(exc).__name__}) while trying to "
             f"{op.action} {op.path}; retrying",
             code="tls",
         )
