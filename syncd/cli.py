@@ -43,7 +43,8 @@ def _load(config: Path | None) -> tuple[Config, Path]:
     try:
         return load_config(path), path
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        # Config values are quoted in the message: never let them be read as markup.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(2) from None
 
 
@@ -69,10 +70,14 @@ def run(config: ConfigOpt = None) -> None:
     try:
         code = asyncio.run(run_daemon(cfg, path))
     except StartupRefused as exc:
-        err.print(f"[bold red]error:[/] the plan for {path} has errors; refusing to start:\n{exc}", markup=True)
+        err.print(
+            f"[bold red]error:[/] the plan for {escape(str(path))} has errors; refusing to start:\n"
+            f"{escape(logs.scrub_text(str(exc)))}",
+            markup=True,
+        )
         raise typer.Exit(2) from None
     except OSError as exc:
-        err.print(f"[bold red]error:[/] {exc.strerror or exc}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(logs.scrub_text(str(exc.strerror or exc)))}", markup=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 
@@ -95,7 +100,9 @@ def once(
     if credential:
         unknown = [n for n in credential if n not in names]
         if unknown:
-            err.print(f"error: unknown credential(s) {', '.join(unknown)} (configured: {', '.join(names)})")
+            err.print(
+                f"error: unknown credential(s) {', '.join(unknown)} (configured: {', '.join(names)})", markup=False
+            )
             raise typer.Exit(2)
         names = list(credential)
 
@@ -115,11 +122,11 @@ def once(
     failed = [r for r in reports if not r.ok]
     for r in reports:
         if r.ok:
-            out.print(f"ok      {r.credential}")
+            out.print(f"ok      {r.credential}", markup=False)
         else:
-            out.print(f"FAILED  {r.credential}")
+            out.print(f"FAILED  {r.credential}", markup=False)
             for e in r.errors:
-                out.print(f"        {e}")
+                out.print(f"        {logs.scrub_text(e)}", markup=False)
     out.print(f"{len(reports) - len(failed)} of {len(reports)} credentials rotated")
     raise typer.Exit(1 if failed else 0)
 
@@ -258,7 +265,11 @@ def status(
     try:
         resp = httpx.get(base + "/status", timeout=timeout)
     except httpx.HTTPError as exc:
-        err.print(f"error: cannot reach syncd at {base} ({type(exc).__name__}: {exc}); is it running, listening there?")
+        err.print(
+            f"error: cannot reach syncd at {base} ({type(exc).__name__}: {logs.scrub_text(str(exc))}); "
+            "is it running, listening there?",
+            markup=False,
+        )
         raise typer.Exit(1) from None
     if resp.status_code != 200:
         err.print(f"error: {base}/status answered HTTP {resp.status_code}; is that a syncd daemon?")

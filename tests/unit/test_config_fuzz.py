@@ -74,7 +74,7 @@ KEYS: tuple[tuple[str, ...], ...] = (
 ODD_STRINGS = (
     "0s", "-1s", "1e400s", "1e400", "inf", "-inf", "nan", "NaN", "Infinity", "", " ", "0", "-0", "5", "1h30m",
     "250ms", "3650d", "3651d", "99999999999999999999d", "0.0000001s", "1e-400", "5 m", "m5", "0x10", "1_000",
-    "true", "0.5", "1", "0.0", "abc", "☃", "\x00",
+    "true", "0.5", "1", "0.0", "abc", "☃", "\x00", "[/x]", "[bold]", "[/]",
 )  # fmt: skip
 
 VALUES = st.one_of(
@@ -247,3 +247,15 @@ def test_override_that_breaks_the_merged_policy_names_the_credential_key(workdir
     with pytest.raises(ConfigError) as info:
         load_config("fuzz.toml", data=doc)
     assert "credentials[0].retry_max: retry_max must be >= retry_min" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["[/x]", "[bold]", "[/]"])
+def test_markup_in_a_bad_value_is_printed_not_interpreted(workdir: Path, value: str) -> None:
+    doc = _base(workdir)
+    doc["defaults"]["min_remaining"] = value
+    path = workdir / "markup.toml"
+    path.write_text(tomli_w.dumps(doc))
+    path.chmod(0o600)
+    result = runner.invoke(app, ["check", "-c", str(path)])
+    assert result.exit_code == 2, repr(result.exception)
+    assert f"defaults.min_remaining: {value!r} is not a duration" in result.output
