@@ -719,7 +719,9 @@ def _is_vschar(text: str) -> bool:
     return _VSCHAR_RE.fullmatch(text) is not None
 
 
-def _clean(text: str, limit: int, redact: Callable[[str], str] | None = None) -> str:
+def _clean(
+    text: str, limit: int, redact: Callable[[str], str] | None = None, *, scrub: Callable[[str], str] = logs.scrub_text
+) -> str:
     """Server text made safe for a one-line log: secrets out, control/format chars to spaces, then truncate.
 
     Redaction runs on the whole text before anything else: once a secret is cut in two
@@ -728,7 +730,7 @@ def _clean(text: str, limit: int, redact: Callable[[str], str] | None = None) ->
     if redact is not None:
         text = redact(text)
     cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
-    return logs.shorten(" ".join(cleaned.split()), limit)
+    return logs.shorten(" ".join(cleaned.split()), limit, scrub=scrub)
 
 
 def _one_line(text: str) -> str:
@@ -741,7 +743,9 @@ def _display_url(url: str) -> str:
     Userinfo and secret-looking query parameters are replaced (``https://***@host/p?token=***``)
     rather than dropped, so the operator still sees that the configured URL carries them.
     """
-    return _clean(url, 300, logs.scrub_url) or "''"
+    # The URL comes from the config, not from a server: only its own credentials need
+    # hiding, and this runs on every mint, so skip the full scan for registered secrets.
+    return _clean(url, 300, scrub=logs.scrub_url) or "''"
 
 
 def _describe_exc(exc: Exception) -> str:
