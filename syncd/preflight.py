@@ -127,6 +127,18 @@ def _vault_auth(path: str, cfg: VaultStoreConfig) -> list[Finding]:
     return _secret_ref(f"{path}.role_id", auth.role_id) + _secret_ref(f"{path}.secret_id", auth.secret_id)
 
 
+def _tls_files(path: str, ca: Path | None, cert: Path | None, key: Path | None, *, ca_key: str) -> list[Finding]:
+    """CA bundle (a file, or a directory of hashed certificates), client certificate and key."""
+    findings: list[Finding] = []
+    if ca is not None and not ca.is_dir():
+        findings += _readable_file(f"{path}.{ca_key}", ca, "CA bundle")
+    if cert is not None:
+        findings += _readable_file(f"{path}.client_cert", cert, "client certificate")
+    if key is not None:
+        findings += _readable_file(f"{path}.client_key", key, "client key")
+    return findings
+
+
 def preflight_findings(config: Config) -> list[Finding]:
     """Errors for every secret, file and directory the first mint or write would fail on."""
     findings: list[Finding] = []
@@ -147,9 +159,11 @@ def preflight_findings(config: Config) -> list[Finding]:
                 )
         elif cred.client_secret is not None:
             findings += _secret_ref(f"{path}.client_secret", cred.client_secret)
+        findings += _tls_files(path, cred.ca_bundle, cred.client_cert, cred.client_key, ca_key="ca_bundle")
     for name, scfg in config.stores.items():
         if isinstance(scfg, FileStoreConfig):
             findings += _directory(f"stores.{name}.directory", scfg)
         elif isinstance(scfg, VaultStoreConfig):
             findings += _vault_auth(f"stores.{name}.auth", scfg)
+            findings += _tls_files(f"stores.{name}", scfg.ca_cert, scfg.client_cert, scfg.client_key, ca_key="ca_cert")
     return findings

@@ -225,3 +225,19 @@ def test_preflight_findings_are_plain_data(tmp_path: Path) -> None:
     findings = preflight_findings(load_config("x.toml", data=doc))
     assert [(f.level, f.subject) for f in findings] == [("error", "credentials[0].client_secret")]
     assert findings[0].fix and "PREFLIGHT_UNSET_VAR" in findings[0].fix
+
+
+def test_missing_tls_files_are_errors_naming_the_key(tmp_path: Path) -> None:
+    doc = _doc(tmp_path, ca_bundle="/nonexistent/ca.pem", client_cert=str(tmp_path / "none.pem"))
+    doc["stores"]["bao"] = {
+        "type": "vault",
+        "url": "https://127.0.0.1:1",
+        "ca_cert": "/nonexistent/vault-ca.pem",
+        "auth": {"method": "token", "token_env": "PREFLIGHT_VT"},
+    }
+    doc["credentials"][0]["targets"].append({"store": "bao", "key": "calm"})
+    result = _check(tmp_path, doc, env={"PREFLIGHT_VT": "vault-token-value-0123"})
+    assert result.exit_code == 2, result.output
+    for key in ("credentials[0].ca_bundle", "credentials[0].client_cert", "stores.bao.ca_cert"):
+        assert f"error: {key}: " in result.output, result.output
+    assert "vault-token-value" not in result.output
