@@ -7,6 +7,7 @@ is unhealthy), 2 a configuration error whose message names the key and why.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -42,7 +43,8 @@ def _load(config: Path | None) -> tuple[Config, Path]:
     try:
         return load_config(path), path
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        # Config values are quoted in the message: never let them be read as markup.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(2) from None
 
 
@@ -68,10 +70,14 @@ def run(config: ConfigOpt = None) -> None:
     try:
         code = asyncio.run(run_daemon(cfg, path))
     except StartupRefused as exc:
-        err.print(f"[bold red]error:[/] the plan for {path} has errors; refusing to start:\n{exc}", markup=True)
+        err.print(
+            f"[bold red]error:[/] the plan for {escape(str(path))} has errors; refusing to start:\n"
+            f"{escape(logs.scrub_text(str(exc)))}",
+            markup=True,
+        )
         raise typer.Exit(2) from None
     except OSError as exc:
-        err.print(f"[bold red]error:[/] {exc.strerror or exc}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(logs.scrub_text(str(exc.strerror or exc)))}", markup=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 
@@ -94,7 +100,9 @@ def once(
     if credential:
         unknown = [n for n in credential if n not in names]
         if unknown:
-            err.print(f"error: unknown credential(s) {', '.join(unknown)} (configured: {', '.join(names)})")
+            err.print(
+                f"error: unknown credential(s) {', '.join(unknown)} (configured: {', '.join(names)})", markup=False
+            )
             raise typer.Exit(2)
         names = list(credential)
 
@@ -114,11 +122,11 @@ def once(
     failed = [r for r in reports if not r.ok]
     for r in reports:
         if r.ok:
-            out.print(f"ok      {r.credential}")
+            out.print(f"ok      {r.credential}", markup=False)
         else:
-            out.print(f"FAILED  {r.credential}")
+            out.print(f"FAILED  {r.credential}", markup=False)
             for e in r.errors:
-                out.print(f"        {e}")
+                out.print(f"        {logs.scrub_text(e)}", markup=False)
     out.print(f"{len(reports) - len(failed)} of {len(reports)} credentials rotated")
     raise typer.Exit(1 if failed else 0)
 
@@ -129,9 +137,17 @@ def check(
     connect: Annotated[
         bool, typer.Option("--connect", help="Also mint once per credential and read every target.")
     ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Skip reading secrets, token files and store directories (to lint a config away from where it runs).",
+        ),
+    ] = False,
 ) -> None:
     """Validate the config and print the plan: cadence, writes/day, quota findings."""
     from syncd.engine import Engine, plan_findings
+    from syncd.preflight import preflight_findings
 
     cfg, path = _load(config)
     logs.configure("error", cfg.daemon.log_format)
@@ -139,11 +155,13 @@ def check(
     try:
         engine.setup()
     except Exception as exc:
-        err.print(f"error: {path}: cannot create stores: {exc}")
+        err.print(f"error: {path}: cannot create stores: {logs.scrub_text(str(exc))}", markup=False)
         raise typer.Exit(2) from None
-    out.print(f"[bold]{path}[/]: {len(cfg.credentials)} credential(s), {len(cfg.stores)} store(s)", markup=True)
+    out.print(f"[bold]{escape(str(path))}[/]: {len(cfg.credentials)} credential(s), {len(cfg.stores)} store(s)")
     for name, scfg in cfg.stores.items():
-        out.print(f"  store {name}: type {scfg.type}")
+        url = getattr(scfg, "url", None)
+        where = f" at {logs.scrub_url(url)}" if isinstance(url, str) else ""
+        out.print(f"  store {name}: type {scfg.type}{where}", markup=False)
     for cred in cfg.credentials:
         pol = cred.policy(cfg.defaults)
         life = cred.token_lifetime_for(cfg.defaults)
@@ -155,35 +173,55 @@ def check(
             if cred.service_account_file
             else f"client_id {cred.client_id}, secret from {source}"
         )
-        out.print(f"\n[bold]credential {cred.name}[/]", markup=True)
-        out.print(f"  token_url   {cred.token_url} ({cred.auth_method})")
-        out.print(f"  identity    {ident}")
-        out.print(f"  scopes      {' '.join(cred.scopes) if cred.scopes else '(none requested)'}")
-        out.print(
+        out.print(f"\n[bold]credential {escape(cred.name)}[/]")
+        lines = [
+            f"  token_url   {logs.scrub_url(cred.token_url)} ({cred.auth_method})",
+            f"  identity    {ident}",
+            f"  scopes      {' '.join(cred.scopes) if cred.scopes else '(none requested)'}",
             f"  cadence     token lifetime {_fmt_seconds(life)} (expected) -> refresh every ~{_fmt_seconds(plan_t)} "
             f"(+-{pol.jitter:.0%}), shortest {_fmt_seconds(policy.min_refresh_interval(life, pol))}; "
-            f"up to {wpd:.0f} writes/day per target"
-        )
+            f"up to {wpd:.0f} writes/day per target",
+        ]
         for tgt in cred.targets:
             extra = f", slots={tgt.slots}" if tgt.slots is not None else ""
-            out.print(f"  target      {tgt.label} (format {tgt.format}{extra})")
+            lines.append(f"  target      {tgt.label} (format {tgt.format}{extra})")
+        for line in lines:
+            out.print(logs.scrub_text(line), markup=False)
     findings = plan_findings(cfg, engine.stores)
-    findings_connect = asyncio.run(_check_connect(engine)) if connect else []
-    asyncio.run(engine.stop(drain_timeout=0))
-    all_findings = findings + findings_connect
+    local = [] if offline else preflight_findings(cfg)
+    # One event loop for the connection check and for closing what it opened: httpx and
+    # store clients cannot be closed from a second loop ("Event loop is closed").
+    findings_connect = asyncio.run(_connect_then_close(engine, connect))
+    all_findings = findings + local + findings_connect
     if all_findings:
-        out.print("\n[bold]findings[/]", markup=True)
+        out.print("\n[bold]findings[/]")
         for f in all_findings:
-            out.print("  " + f.render().replace("\n", "\n  "))
+            # Scrub what a finding says, not its subject: a key path such as
+            # `credentials[0].client_secret: ...` reads like a secret field to the redactor.
+            safe = dataclasses.replace(
+                f, message=logs.scrub_text(f.message), fix=logs.scrub_text(f.fix) if f.fix else None
+            )
+            out.print("  " + safe.render().replace("\n", "\n  "), markup=False)
     errors = [f for f in findings if f.level == "error"]
+    local_errors = [f for f in local if f.level == "error"]
     connect_errors = [f for f in findings_connect if f.level == "error"]
     if errors:
         err.print(f"\n{len(errors)} error(s) in the plan: syncd would refuse to start")
+    if local_errors:
+        err.print(f"\n{len(local_errors)} secret, file or directory problem(s): the first mint or write would fail")
+    if errors or local_errors:
         raise typer.Exit(2)
     if connect_errors:
         err.print(f"\n{len(connect_errors)} connection check(s) failed")
         raise typer.Exit(1)
     out.print("\nok: configuration is valid")
+
+
+async def _connect_then_close(engine: Any, connect: bool) -> list[Any]:
+    try:
+        return await _check_connect(engine) if connect else []
+    finally:
+        await engine.stop(drain_timeout=0)
 
 
 async def _check_connect(engine: Any) -> list[Any]:
@@ -193,7 +231,7 @@ async def _check_connect(engine: Any) -> list[Any]:
     reports = await engine.run_once_dry()
     for name, problems in reports.items():
         for subject, message in problems:
-            findings.append(Finding("error", f"{name} -> {subject}", message))
+            findings.append(Finding("error", f"{name} -> {subject}", logs.scrub_text(message)))
     return findings
 
 
@@ -227,7 +265,11 @@ def status(
     try:
         resp = httpx.get(base + "/status", timeout=timeout)
     except httpx.HTTPError as exc:
-        err.print(f"error: cannot reach syncd at {base} ({type(exc).__name__}: {exc}); is it running, listening there?")
+        err.print(
+            f"error: cannot reach syncd at {base} ({type(exc).__name__}: {logs.scrub_text(str(exc))}); "
+            "is it running, listening there?",
+            markup=False,
+        )
         raise typer.Exit(1) from None
     if resp.status_code != 200:
         err.print(f"error: {base}/status answered HTTP {resp.status_code}; is that a syncd daemon?")
@@ -269,7 +311,7 @@ def status(
             _fmt_seconds(nxt),
             str(c.get("consecutive_failures", 0)),
             f"{fresh}/{len(targets)} fresh",
-            escape(last_text[:100]),
+            escape(logs.shorten(last_text, 100)),
         )
     out.print(table)
     out.print(f"{len(creds) - len(unhealthy)} of {len(creds)} credentials ok")

@@ -16,6 +16,7 @@ up without a restart; resolved values are ``SecretStr`` and never logged.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -28,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -57,18 +59,25 @@ CONFIG_ENV = "SYNCD_CONFIG"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
+#: The longest duration any key accepts. Beyond it a value is a typo (or "inf"), and epoch
+#: arithmetic with it would leave the range of datetime and RFC 3339.
+MAX_DURATION = 3650 * 86400.0
+_DURATION_HINT = "seconds (30) or a string such as '30s', '5m', '1h', '1h30m'"
+
 
 def parse_duration(value: Any) -> float:
-    """Accept 30, 2.5, "30", "30s", "5m", "1h30m", "250ms"; return seconds."""
+    """Accept 30, 2.5, "30", "30s", "5m", "1h30m", "250ms"; return finite seconds in [0, 3650d]."""
     if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string such as '30s', '5m', '1h'")
+        raise ValueError(f"a duration must be {_DURATION_HINT}, not a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) < 1e300 else math.copysign(math.inf, value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         try:
             seconds = float(text)
         except ValueError:
+            sign = -1.0 if text.startswith("-") else 1.0
+            text = text.removeprefix("-").removeprefix("+")
             pos, seconds = 0, 0.0
             for match in _DURATION_RE.finditer(text):
                 if match.start() != pos:
@@ -76,17 +85,57 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match.group(1)) * _UNITS[match.group(2)]
                 pos = match.end()
             if pos != len(text) or not text:
-                raise ValueError(
-                    f"{value!r} is not a duration: use seconds (30) or a string such as '30s', '5m', '1h', '1h30m'"
-                ) from None
+                raise ValueError(f"{value!r} is not a duration: use {_DURATION_HINT}") from None
+            seconds *= sign
     else:
-        raise ValueError("a duration must be a number of seconds or a string such as '30s', '5m', '1h'")
+        raise ValueError(f"a duration must be {_DURATION_HINT}, not {type(value).__name__}")
+    if math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a number of seconds: use {_DURATION_HINT}")
     if seconds < 0:
-        raise ValueError(f"a duration cannot be negative ({value!r})")
+        raise ValueError(f"a duration cannot be negative ({value!r}): use 0s up to 3650d")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than the 3650d (10 years) any duration may be")
     return seconds
 
 
+def _positive_duration(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError(f"must be above 0s (up to 3650d), got {seconds:g}s: use {_DURATION_HINT}")
+    return seconds
+
+
+#: A duration of 0s up to MAX_DURATION.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration that must be above 0s: a zero timeout, lifetime or retry pace is a hot loop or a certain failure.
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
+
+
+def _fraction(low: float, high: float, *, low_open: bool, high_open: bool, example: str) -> Any:
+    lo_text = f"{'(' if low_open else '['}{low:g}"
+    hi_text = f"{high:g}{')' if high_open else ']'}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"must be a number in {lo_text}, {hi_text} such as {example}")
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise ValueError(
+                f"{value!r} is not a number: use a fraction in {lo_text}, {hi_text} such as {example}"
+            ) from None
+        above = number > low if low_open else number >= low
+        below = number < high if high_open else number <= high
+        if not (math.isfinite(number) and above and below):
+            raise ValueError(f"must be a fraction in {lo_text}, {hi_text} such as {example}, got {value!r}")
+        return number
+
+    return BeforeValidator(check)
+
+
+#: refresh_at: the fraction of the lifetime after which to refresh, strictly between 0 and 1.
+RefreshAt = Annotated[float, _fraction(0.0, 1.0, low_open=True, high_open=True, example="0.5")]
+#: jitter: +- fraction of the refresh delay, 0 to 0.5 (more could schedule a refresh before issue).
+Jitter = Annotated[float, _fraction(0.0, 0.5, low_open=False, high_open=False, example="0.1")]
 
 
 def _parse_mode(value: Any) -> int:
@@ -309,7 +358,7 @@ class VaultStoreConfig(_Model):
     client_cert: ConfigPath | None = None
     client_key: ConfigPath | None = None
     tls_skip_verify: bool = False
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     max_versions: int = Field(default=5, ge=1, le=100)
     max_workers: int = Field(default=8, ge=1, le=256)
     renew_before: Duration = 60.0  # renew the daemon's own token this long before its TTL ends
@@ -338,8 +387,8 @@ class _AwsStoreConfig(_Model):
     external_id: str | None = None
     kms_key_id: str | None = None
     max_attempts: int = Field(default=5, ge=1, le=20)
-    connect_timeout: Duration = 5.0
-    read_timeout: Duration = 10.0
+    connect_timeout: PositiveDuration = 5.0
+    read_timeout: PositiveDuration = 10.0
     max_workers: int = Field(default=16, ge=1, le=256)
     # Where to call sts:AssumeRole for role_arn (a VPC endpoint, or an emulator in tests);
     # None means the regional STS endpoint. endpoint_url applies to the store's own service only.
@@ -418,17 +467,17 @@ class TargetConfig(_Model):
 
 
 class Defaults(_Model):
-    refresh_at: float = Field(default=0.5, gt=0, lt=1)
+    refresh_at: RefreshAt = 0.5
     min_remaining: Duration = 30.0
-    jitter: float = Field(default=0.1, ge=0, le=0.5)
-    retry_min: Duration = 1.0
-    retry_max: Duration = 60.0
-    fatal_retry: Duration = 300.0
-    lifetime_fallback: Duration = 300.0
+    jitter: Jitter = 0.1
+    retry_min: PositiveDuration = 1.0
+    retry_max: PositiveDuration = 60.0
+    fatal_retry: PositiveDuration = 300.0
+    lifetime_fallback: PositiveDuration = 300.0
     min_interval: Duration = 1.0
     # Expected token lifetime, for planning only (`syncd check`, store quotas) before the
     # first mint tells the real one: VGS payment optimization tokens live 5 minutes.
-    token_lifetime: Duration = 300.0
+    token_lifetime: PositiveDuration = 300.0
 
     @model_validator(mode="after")
     def _order(self) -> Defaults:
@@ -452,15 +501,15 @@ class CredentialConfig(_Model):
     extra_params: dict[str, str] = Field(default_factory=dict)
     targets: list[TargetConfig] = Field(min_length=1)
     # Per-credential overrides of [defaults]; None means inherit.
-    refresh_at: float | None = Field(default=None, gt=0, lt=1)
+    refresh_at: RefreshAt | None = None
     min_remaining: Duration | None = None
-    jitter: float | None = Field(default=None, ge=0, le=0.5)
-    retry_min: Duration | None = None
-    retry_max: Duration | None = None
-    fatal_retry: Duration | None = None
-    lifetime_fallback: Duration | None = None
+    jitter: Jitter | None = None
+    retry_min: PositiveDuration | None = None
+    retry_max: PositiveDuration | None = None
+    fatal_retry: PositiveDuration | None = None
+    lifetime_fallback: PositiveDuration | None = None
     min_interval: Duration | None = None
-    token_lifetime: Duration | None = None
+    token_lifetime: PositiveDuration | None = None
     ca_bundle: ConfigPath | None = None
     client_cert: ConfigPath | None = None
     client_key: ConfigPath | None = None
@@ -531,11 +580,11 @@ class DaemonConfig(_Model):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drain_timeout: Duration = 10.0  # bound on finishing in-flight writes at SIGTERM
-    http_timeout: Duration = 10.0  # IdP read timeout
-    connect_timeout: Duration = 5.0
+    http_timeout: PositiveDuration = 10.0  # IdP read timeout
+    connect_timeout: PositiveDuration = 5.0
     max_concurrent_mints: int = Field(default=32, ge=1, le=1024)
     startup_concurrency: int = Field(default=64, ge=1, le=4096)
-    liveness_threshold: Duration = 30.0  # /livez fails when the loop heartbeat is older
+    liveness_threshold: PositiveDuration = 30.0  # /livez fails when the loop heartbeat is older
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -607,7 +656,6 @@ class _MappingSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_SOURCE.get() or {})
-
 
 
 # --------------------------------------------------------------------------- loading + errors
@@ -770,6 +818,27 @@ def _plaintext_problems(cfg_data: Mapping[str, Any], path: Path | None) -> list[
     return problems
 
 
+def _policy_problems(config: Config) -> list[Problem]:
+    """A credential's overrides merged with [defaults] must still make a valid policy.
+
+    Each key is valid alone, but ``retry_max = "1s"`` on a credential under a
+    ``[defaults] retry_min = "5s"`` is not: found here, not at the first run.
+    """
+    problems = []
+    for i, cred in enumerate(config.credentials):
+        try:
+            cred.policy(config.defaults)
+        except ValueError as exc:
+            key = str(exc).split(" ", 1)[0]
+            problems.append(
+                Problem(
+                    f"credentials[{i}].{key}",
+                    f"{exc} once [defaults] apply: set both keys on this credential, or fix [defaults]",
+                )
+            )
+    return problems
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
     """``-c``, else ``SYNCD_CONFIG``, else ``./syncd.toml``."""
     if explicit:
@@ -830,6 +899,7 @@ def load_config(path: str | Path | None = None, *, data: Mapping[str, Any] | Non
         _BASE_DIR.reset(token_base)
     if not config.credentials:
         problems.append(Problem("credentials", "no [[credentials]] defined: nothing to rotate"))
+    problems.extend(_policy_problems(config))
     if problems:
         raise ConfigError(source, problems)
     return config

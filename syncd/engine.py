@@ -695,12 +695,16 @@ class Engine:
                         )
                     )
             except (MintError, SecretUnavailableError, ValueError) as exc:
-                problems.append(("mint", str(exc)))
+                problems.append(("mint", _err(exc)["message"]))
+            except Exception as exc:
+                # A check reports what it found; an unclassified failure (a CA bundle that
+                # cannot be loaded, say) is one more finding, not a traceback.
+                problems.append(("mint", f"{type(exc).__name__}: {_err(exc)['message']}"))
             for ts in st.targets:
                 try:
                     await ts.store.read(ts.cfg.key, target=ts.cfg)
                 except Exception as exc:
-                    problems.append((ts.label, f"read failed: {exc}"))
+                    problems.append((ts.label, f"read failed: {_err(exc)['message']}"))
             return st.name, problems
 
         return dict(await asyncio.gather(*(one(st) for st in self.credentials.values())))

@@ -9,7 +9,14 @@ as structlog processors are. It removes
   tokens, Vault tokens) and their form-urlencoded spelling,
 * anything after ``Bearer`` / ``Basic`` in a header-looking string,
 * anything that looks like a JWT,
-* ``client_secret=...`` / ``"access_token": "..."`` fields in bodies.
+* ``client_secret=...`` / ``"access_token": "..."`` fields in bodies,
+* credentials inside URLs: the userinfo of ``https://user:pass@host`` and the
+  values of query parameters such as ``token``, ``sig`` or ``api_key``
+  (``https://***@host/path?token=***``; the rest of the URL stays readable).
+
+Text is always scrubbed whole and only then shortened (``shorten``): cutting
+first could leave the first characters of a secret that the redactor no longer
+recognises once its tail is gone.
 
 A token is logged by its fingerprint instead (``syncd.payload.fingerprint``).
 """
@@ -21,19 +28,31 @@ import re
 import sys
 import threading
 import urllib.parse
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 REDACTED = "[redacted]"
+#: What replaces a credential inside a URL: short, so the URL stays one readable piece.
+URL_REDACTED = "***"
 
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%:-]+")
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _FIELD_RE = re.compile(
     r"(?i)((?:client_secret|access_token|secret_id|refresh_token|id_token|password|x-vault-token|token)"
-    r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)([^\s\"'&,;}\\]+)"
+    r"(?:\\?[\"'])?\s*[=:]\s*(?:\\?[\"'])?)(?!\*\*\*(?:[\s\"'&#,;}\\]|$))([^\s\"'&,;}\\]+)"
+)
+# scheme://userinfo@host: greedy up to the last '@' before the path, so an unencoded '@'
+# in a password is covered too.
+_URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@\"'<>]*(?:@[^/\s?#@\"'<>]*)*@")
+# Query (or fragment) parameters that carry credentials in URLs: presigned URLs (sig,
+# X-Amz-Signature), API keys, tokens passed as parameters.
+_URL_PARAM_RE = re.compile(
+    r"(?i)([?&;#](?:[a-z0-9_.-]*[_.-])?(?:token|secret|password|passwd|pwd|client_secret|access_token|api_key|"
+    r"apikey|api-key|key|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|credential|auth|"
+    r"authorization|code|session)=)([^&#\s\"'<>]+)"
 )
 # `%` is a candidate character so percent-encoded spellings of a secret are found by the
 # same set lookup, instead of a linear scan per registered value.
@@ -48,6 +67,10 @@ class _SecretRegistry:
         self._lock = threading.Lock()
         self._regular: set[str] = set()
         self._irregular: set[str] = set()
+        # Distinct lengths of the regular values (with how many have each), for the scan
+        # of candidates in which a secret is glued to other characters.
+        self._length_counts: dict[int, int] = {}
+        self._lengths: tuple[int, ...] = ()
 
     def add(self, value: str) -> None:
         if not value or len(value) < 4:
@@ -55,23 +78,37 @@ class _SecretRegistry:
         with self._lock:
             for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
                 if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
-                    self._regular.add(variant)
+                    if variant not in self._regular:
+                        self._regular.add(variant)
+                        self._count_length(len(variant), +1)
                 else:
                     self._irregular.add(variant)
 
     def discard(self, value: str) -> None:
         with self._lock:
             for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
-                self._regular.discard(variant)
+                if variant in self._regular:
+                    self._regular.discard(variant)
+                    self._count_length(len(variant), -1)
                 self._irregular.discard(variant)
+
+    def _count_length(self, length: int, delta: int) -> None:
+        count = self._length_counts.get(length, 0) + delta
+        if count > 0:
+            self._length_counts[length] = count
+        else:
+            self._length_counts.pop(length, None)
+        self._lengths = tuple(sorted(self._length_counts))
 
     def __len__(self) -> int:
         return len(self._regular) + len(self._irregular)
 
     def scrub(self, text: str) -> str:
-        regular, irregular = self._regular, self._irregular
+        regular, irregular, lengths = self._regular, self._irregular, self._lengths
         if regular:
-            text = _CANDIDATE_RE.sub(lambda m: REDACTED if _contains_secret(m.group(0), regular) else m.group(0), text)
+            text = _CANDIDATE_RE.sub(
+                lambda m: REDACTED if _contains_secret(m.group(0), regular, lengths) else m.group(0), text
+            )
         for secret in tuple(irregular):
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -81,7 +118,7 @@ class _SecretRegistry:
 _SEPARATOR_RE = re.compile(r"[=/+.%]")
 
 
-def _contains_secret(candidate: str, regular: set[str]) -> bool:
+def _contains_secret(candidate: str, regular: set[str], lengths: tuple[int, ...] = ()) -> bool:
     if candidate in regular:
         return True
     # A secret glued to neighbours (``x=abc%2Bdef``, ``abc.def``): try what lies after and
@@ -90,7 +127,17 @@ def _contains_secret(candidate: str, regular: set[str]) -> bool:
         i = sep.start()
         if candidate[i + 1 :] in regular or candidate[:i] in regular:
             return True
-    return any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8)
+    if any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8):
+        return True
+    # Glued with no separator at all (an IdP echoing ``"xx" + secret``): every window of
+    # each registered length. Still set lookups, one per position and distinct length.
+    size = len(candidate)
+    for n in lengths:
+        if n >= size:
+            break
+        if any(candidate[i : i + n] in regular for i in range(size - n + 1)):
+            return True
+    return False
 
 
 _SECRETS = _SecretRegistry()
@@ -111,11 +158,34 @@ def known_secret_count() -> int:
     return len(_SECRETS)
 
 
+def scrub_url(text: str) -> str:
+    """Only the credentials of every URL in ``text``: userinfo and secret-bearing query values."""
+    if "://" in text:
+        text = _URL_USERINFO_RE.sub(lambda m: m.group(1) + URL_REDACTED + "@", text)
+    if "=" in text:
+        text = _URL_PARAM_RE.sub(lambda m: m.group(1) + URL_REDACTED, text)
+    return text
+
+
 def scrub_text(text: str) -> str:
+    """``text`` without any registered secret, bearer value, JWT, secret field or URL credential."""
     text = _SECRETS.scrub(text)
+    text = scrub_url(text)
     text = _JWT_RE.sub(REDACTED, text)
     text = _BEARER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _FIELD_RE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def shorten(text: str, limit: int, *, scrub: Callable[[str], str] = scrub_text) -> str:
+    """``text`` scrubbed whole, then cut to ``limit`` characters (with "...").
+
+    The order is the point: a secret cut in half is no longer recognisable, so its
+    first characters would survive a scrub that ran after the cut.
+    """
+    text = scrub(text)
+    if limit < 4 or len(text) <= limit:
+        return text[:limit] if limit < 4 else text
+    return text[: limit - 3].rstrip() + "..."
 
 
 def _scrub_value(value: Any, depth: int = 0) -> Any:
@@ -136,8 +206,18 @@ def _scrub_value(value: Any, depth: int = 0) -> Any:
 # fingerprints, RFC 3339 times, outcomes): scrubbing them is pure cost on the hot path.
 # Never `event`: for stdlib records from libraries it carries their message.
 _TRUSTED_KEYS = frozenset(
-    {"level", "timestamp", "logger", "credential", "target", "fingerprint", "expires_at",
-     "refresh_after", "outcome", "store"}
+    {
+        "level",
+        "timestamp",
+        "logger",
+        "credential",
+        "target",
+        "fingerprint",
+        "expires_at",
+        "refresh_after",
+        "outcome",
+        "store",
+    }
 )
 
 

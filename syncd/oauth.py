@@ -33,7 +33,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 from pydantic import SecretStr
 
-from syncd import __version__
+from syncd import __version__, logs
 from syncd.payload import fingerprint
 
 __all__ = [
@@ -454,7 +454,7 @@ def _raise_for_error_status(req: MintRequest, url: str, reply: _Reply, redact: _
             description=description,
         )
     if status in (404, 405):
-        reason = f" {redact(_clean(reply.reason, 40))}" if reply.reason else ""
+        reason = f" {_clean(reply.reason, 40, redact)}" if reply.reason else ""
         raise FatalMintError(
             f"credential {cred!r}: token endpoint {url} returned {status}{reason}: token_url is wrong "
             f"(it must be the IdP's token endpoint, e.g. .../protocol/openid-connect/token); {_FATAL_RETRY_HINT}",
@@ -549,7 +549,7 @@ def _parse_token(req: MintRequest, url: str, reply: _Reply, issued_at: float, re
     if not isinstance(raw_type, str):
         raise invalid("token_type is not a string")
     if raw_type.strip().lower() != "bearer":
-        shown = redact(_clean(raw_type, 40))
+        shown = _clean(raw_type, 40, redact)
         raise FatalMintError(
             f"credential {cred!r}: the IdP issued a {shown!r} token but syncd only handles Bearer tokens: "
             f"configure the client at the IdP to issue Bearer tokens (no DPoP/MAC binding); {_FATAL_RETRY_HINT}",
@@ -629,14 +629,14 @@ def _error_code(doc: Mapping[str, Any] | None, redact: _Redactor) -> str | None:
     value = doc.get("error") if doc is not None else None
     if not isinstance(value, str) or not value.strip():
         return None
-    return redact(_clean(value, _MAX_ERROR_CODE))
+    return _clean(value, _MAX_ERROR_CODE, redact)
 
 
 def _error_description(doc: Mapping[str, Any] | None, redact: _Redactor) -> str | None:
     value = doc.get("error_description") if doc is not None else None
     if not isinstance(value, str) or not value.strip():
         return None
-    return redact(_clean(value, _MAX_SERVER_TEXT))
+    return _clean(value, _MAX_SERVER_TEXT, redact)
 
 
 def _status_detail(status: int, error: str | None, description: str | None) -> str:
@@ -719,11 +719,18 @@ def _is_vschar(text: str) -> bool:
     return _VSCHAR_RE.fullmatch(text) is not None
 
 
-def _clean(text: str, limit: int) -> str:
-    """Server text made safe for a one-line log: control/format chars become spaces, then truncate."""
+def _clean(
+    text: str, limit: int, redact: Callable[[str], str] | None = None, *, scrub: Callable[[str], str] = logs.scrub_text
+) -> str:
+    """Server text made safe for a one-line log: secrets out, control/format chars to spaces, then truncate.
+
+    Redaction runs on the whole text before anything else: once a secret is cut in two
+    (or split by a control character turned into a space) it is no longer recognisable.
+    """
+    if redact is not None:
+        text = redact(text)
     cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
-    cleaned = " ".join(cleaned.split())
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3].rstrip() + "..."
+    return logs.shorten(" ".join(cleaned.split()), limit, scrub=scrub)
 
 
 def _one_line(text: str) -> str:
@@ -731,15 +738,14 @@ def _one_line(text: str) -> str:
 
 
 def _display_url(url: str) -> str:
-    """The URL for messages: no userinfo (it could hold credentials), no control characters."""
-    try:
-        parsed = httpx.URL(url)
-        if parsed.userinfo:
-            parsed = parsed.copy_with(username=None, password=None)
-        shown = str(parsed)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        shown = url
-    return _clean(shown, 300) or "''"
+    """The URL for messages: no userinfo, no secret query values, no control characters.
+
+    Userinfo and secret-looking query parameters are replaced (``https://***@host/p?token=***``)
+    rather than dropped, so the operator still sees that the configured URL carries them.
+    """
+    # The URL comes from the config, not from a server: only its own credentials need
+    # hiding, and this runs on every mint, so skip the full scan for registered secrets.
+    return _clean(url, 300, scrub=logs.scrub_url) or "''"
 
 
 def _describe_exc(exc: Exception) -> str:

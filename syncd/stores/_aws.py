@@ -362,10 +362,7 @@ def error_info(exc: BaseException) -> AwsErrorInfo | None:
 
 def _clean(text: str, limit: int = 400) -> str:
     """A vendor message fit for our errors: one line, bounded, scrubbed of anything secret-looking."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return logs.scrub_text(text)
+    return logs.shorten(" ".join(text.split()), limit)
 
 
 def classify(exc: BaseException, *, action: str, resource: str, what: str) -> StoreError:

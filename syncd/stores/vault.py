@@ -137,7 +137,7 @@ def _vault_messages(exc: BaseException) -> str:
     if not parts:
         text = getattr(exc, "text", None)
         if isinstance(text, str) and text.strip() and not text.lstrip().startswith("{"):
-            parts.append(text.strip()[:200])
+            parts.append(logs.shorten(text.strip(), 200))
     cleaned = []
     for part in parts:
         text = part.replace("1 error occurred:", "").replace("\n", " ").replace("\t", " ").replace("*", " ")
@@ -145,7 +145,7 @@ def _vault_messages(exc: BaseException) -> str:
         if text:
             cleaned.append(text)
     joined = "; ".join(cleaned) or "no error text"
-    return logs.scrub_text(joined[:400])
+    return logs.shorten(joined, 400)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -210,7 +210,8 @@ class Context:
 
     @property
     def where(self) -> str:
-        return f"{self.url}" + (f" (namespace {self.namespace})" if self.namespace else "")
+        # The address as messages show it: a url with user:password@ keeps only ***@.
+        return logs.scrub_url(self.url) + (f" (namespace {self.namespace})" if self.namespace else "")
 
 
 def _caps(caps: tuple[str, ...]) -> str:
@@ -243,12 +244,12 @@ def classify_error(exc: BaseException, op: Op, ctx: Context) -> StoreError:
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text.lower():
             return FatalStoreError(
-                f"{prefix}: TLS verification of {ctx.url} failed while trying to {op.action} {op.path}: "
+                f"{prefix}: TLS verification of {ctx.where} failed while trying to {op.action} {op.path}: "
                 "set ca_cert to the CA bundle that signed Vault's certificate",
                 code="tls",
             )
         return TransientStoreError(
-            f"{prefix}: TLS handshake with {ctx.url} failed ({type(exc).__name__}) while trying to "
+            f"{prefix}: TLS handshake with {ctx.where} failed ({type(exc).__name__}) while trying to "
             f"{op.action} {op.path}; retrying",
             code="tls",
         )
@@ -273,7 +274,7 @@ def classify_error(exc: BaseException, op: Op, ctx: Context) -> StoreError:
     if not isinstance(exc, hvac.exceptions.VaultError):
         return TransientStoreError(
             f"{prefix}: unexpected {type(exc).__name__} while trying to {op.action} {op.path}: "
-            f"{logs.scrub_text(str(exc))[:300]}",
+            f"{logs.shorten(str(exc), 300)}",
             code="unexpected",
         )
     status = _status(exc)

@@ -6,6 +6,7 @@ The endpoint points at a closed port: Stubber answers before the HTTP layer and
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -180,7 +181,8 @@ token_lifetime = "5m"
 targets = [ {target_line} ]
 """
     )
-    return subprocess.run([SYNCD, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "CALM_SECRET": "calm-secret-0123456789"}  # check reads the secret's source
+    return subprocess.run([SYNCD, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_cli_check_refuses_a_five_minute_token_in_one_secret(tmp_path):
