@@ -26,14 +26,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Literal
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 
-from syncd import logs, policy
+from syncd import logs, policy, schedule
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -99,6 +98,8 @@ class CredentialState:
     running: bool = False
     vault_id: str | None = None
     generation: int = 0
+    rearmed: int = 0  # times the watchdog found the credential off the schedule
+    last_rearmed: float | None = None
     retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
 
     @property
@@ -139,6 +140,8 @@ class Engine:
         self._store_configs: dict[str, StoreConfig] = {}
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
+        self.jobs: schedule.CredentialJobs | None = None
+        self.watchdog_grace = schedule.WATCHDOG_GRACE
         self._mint_sem: asyncio.Semaphore | None = None
         self._stopping = False
         self.started_at = clock()
@@ -480,18 +483,8 @@ class Engine:
         when = at if at is not None else self._next_run(st)
         st.next_run = when
         self.metrics.next_refresh.labels(credential=st.name).set(when)
-        if self.scheduler is None:
-            return
-        self.scheduler.add_job(
-            self.run_credential,
-            DateTrigger(run_date=datetime.fromtimestamp(when, UTC)),
-            args=[st.name, when],
-            id=f"cred:{st.name}",
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-            max_instances=1,
-        )
+        if self.jobs is not None:
+            self.jobs.arm(st.name, when)
 
     def _publish(self, st: CredentialState) -> None:
         m = self.metrics
@@ -560,6 +553,7 @@ class Engine:
         self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
         self.scheduler.start()
+        self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
         self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
         await self._start_credentials(list(self.credentials.values()))
@@ -580,6 +574,30 @@ class Engine:
         # A coroutine job runs on the loop itself; a plain function would run in the default
         # thread pool, which slow file writes share, and /livez would fail because of a store.
         self.scheduler_heartbeat = self.clock()
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        """Re-arm every credential that has fallen off the schedule (see syncd.schedule)."""
+        if self.jobs is None or self._stopping:
+            return
+        now = self.clock()
+        for st in self.credentials.values():
+            armed_at = self.jobs.armed_at(st.name)
+            if not schedule.is_lost(st.next_run, now, running=st.running, armed_at=armed_at, grace=self.watchdog_grace):
+                continue
+            assert st.next_run is not None  # is_lost says so
+            st.rearmed += 1
+            st.last_rearmed = now
+            self.metrics.schedule_rearmed.inc()
+            log.warning(
+                "schedule_rearmed",
+                credential=st.name,
+                planned=to_rfc3339(st.next_run),
+                overdue=round(now - st.next_run, 3),
+                job=to_rfc3339(armed_at) if armed_at is not None else None,
+                rearmed=st.rearmed,
+            )
+            self._schedule(st, at=now)
 
     async def _loop_beat(self) -> None:
         while True:
@@ -639,9 +657,8 @@ class Engine:
         return summary
 
     def _remove_job(self, name: str) -> None:
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.remove_job(f"cred:{name}")
+        if self.jobs is not None:
+            self.jobs.cancel(name)
 
     # ------------------------------------------------------------------ once
 
@@ -770,6 +787,8 @@ class Engine:
                     "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
                     "adopted": st.adopted,
                     "next_refresh": to_rfc3339(st.next_run) if st.next_run else None,
+                    "rearmed": st.rearmed,
+                    "last_rearmed": to_rfc3339(st.last_rearmed) if st.last_rearmed else None,
                     "consecutive_failures": st.consecutive_failures,
                     "last_error": st.last_error,
                     "targets": [
