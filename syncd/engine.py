@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -32,7 +33,7 @@ from typing import Any, Literal
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import logs, policy, schedule
+from syncd import identity, logs, policy, schedule
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -98,6 +99,7 @@ class CredentialState:
     running: bool = False
     vault_id: str | None = None
     generation: int = 0
+    minted_with: str | None = None  # identity digest of the held token's mint (syncd.identity)
     rearmed: int = 0  # times the watchdog found the credential off the schedule
     last_rearmed: float | None = None
     retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
@@ -379,7 +381,9 @@ class Engine:
         token = st.token
         due = force_mint or token is None or now >= token.refresh_after or token.expired(now)
         if due and (force_mint or st.mint_retry_at is None or now >= st.mint_retry_at):
-            await self._attempt_mint(st)
+            minting_as = identity.digest(st.cfg)
+            if await self._attempt_mint(st):
+                st.minted_with = minting_as
         await self._write_pending(st)
         self._update_state(st)
         self._publish(st)
@@ -558,11 +562,19 @@ class Engine:
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
         await self._start_credentials(list(self.credentials.values()))
 
-    async def _start_credentials(self, states: list[CredentialState]) -> None:
+    async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
+        """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once."""
         sem = asyncio.Semaphore(self.config.daemon.startup_concurrency)
         await asyncio.gather(*(self._adopt(st, sem) for st in states))
+        now = self.clock()
+        remint = set(remint)
         adopted = 0
         for st in states:
+            if st.name in remint and st.token is not None:
+                # Still served (the targets hold it) until the new identity's token replaces it,
+                # but due now, whatever the targets' copy says.
+                self._set_token(st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now)))
+                st.adopted = False
             self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
             self._publish(st)
             if st.adopted:
@@ -613,8 +625,11 @@ class Engine:
         changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
         self.config = new
         self._mint_sem = self._mint_sem or asyncio.Semaphore(new.daemon.max_concurrent_mints)
-        summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+        summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": [], "reminted": []}
         new_names = {c.name for c in new.credentials}
+        # A changed secret value hides behind an unchanged reference: read the sources (off the loop).
+        known = [c for c in new.credentials if (o := self.credentials.get(c.name)) is not None and o.minted_with]
+        current = await asyncio.to_thread(lambda: {c.name: identity.digest(c) for c in known})
         for name in list(self.credentials):
             if name not in new_names:
                 st = self.credentials.pop(name)
@@ -628,15 +643,24 @@ class Engine:
         for cfg in new.credentials:
             old = self.credentials.get(cfg.name)
             uses_changed = any(t.store in changed_stores for t in cfg.targets)
-            if old is not None and old.cfg == cfg and not uses_changed and old.policy == cfg.policy(new.defaults):
+            reasons = identity.remint_reasons(old.cfg, cfg, old.minted_with, current.get(cfg.name)) if old else []
+            if (
+                old is not None
+                and not reasons
+                and old.cfg == cfg
+                and not uses_changed
+                and old.policy == cfg.policy(new.defaults)
+            ):
                 summary["unchanged"].append(cfg.name)
                 continue
             st = self._new_state(cfg, stores)
             if old is not None:
                 old.generation += 1
                 self._remove_job(cfg.name)
-                if old.cfg.token_url == cfg.token_url and old.cfg.client_id == cfg.client_id and old.token:
-                    st.token = old.token  # same identity: keep serving the token we hold
+                st.token, st.minted_with, st.retired = old.token, old.minted_with, old.retired
+                if reasons:
+                    summary["reminted"].append(cfg.name)
+                    log.info("identity_changed", credential=cfg.name, changed=reasons, action="minting a new token now")
                 summary["changed"].append(cfg.name)
                 self.metrics.forget_credential(cfg.name, [ts.label for ts in old.targets])
             else:
@@ -650,7 +674,7 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await store.aclose()
         if to_start:
-            await self._start_credentials(to_start)
+            await self._start_credentials(to_start, remint=summary["reminted"])
         log.info(
             "reloaded", **{k: v for k, v in summary.items() if k != "unchanged"}, unchanged=len(summary["unchanged"])
         )
