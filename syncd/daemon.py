@@ -4,8 +4,13 @@
   hold and schedule every credential (``Engine.start``).
 * SIGTERM/SIGINT drain: stop scheduling, let in-flight runs (a mint and its
   writes) finish up to ``daemon.drain_timeout``, cut off what is still running,
-  close the stores and HTTP clients, exit 0. Signals that arrive while draining
-  are logged and otherwise ignored, so a SIGHUP cannot kill a draining daemon.
+  close the stores and HTTP clients (each bounded), exit 0. Signals that arrive
+  while draining are logged and otherwise ignored, so a SIGHUP cannot kill a
+  draining daemon. A store call blocked in a worker thread (an SDK waiting on a
+  server that does not answer) cannot be cancelled, and Python joins such
+  threads at exit: the daemon then exits at once without them
+  (``threads_abandoned``), so SIGTERM never hangs beyond ``drain_timeout`` plus
+  the close bounds.
 * SIGHUP reloads the config file. A new file that does not validate, or whose
   plan has errors (the ones that would refuse a start, such as a Secrets Manager
   version quota), is rejected with a ``reload_rejected`` event naming every
@@ -19,7 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from syncd import logs
@@ -31,6 +42,11 @@ from syncd.stores.base import Finding, Store, create_store
 log = logs.get_logger("syncd.daemon")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+#: Worker threads the daemon owns are named with this prefix (the loop's default executor
+#: here, ``ThreadedStore`` pools in syncd.stores.base), so the ones still busy at exit can be told.
+THREAD_PREFIX = "syncd-"
+THREAD_EXIT_GRACE = 0.5  # idle workers of a shut-down pool end within milliseconds
 
 
 class StartupRefused(Exception):
@@ -68,7 +84,57 @@ async def _plan_problems(engine: Engine, new: Config) -> list[str]:
     return problems
 
 
+async def _busy_threads(grace: float, before: set[threading.Thread]) -> list[str]:
+    """Our worker threads (started since ``before``) still alive ``grace`` s after their pools shut down."""
+    deadline = time.monotonic() + grace
+    while True:
+        busy = sorted(
+            t.name
+            for t in threading.enumerate()
+            if t.name.startswith(THREAD_PREFIX) and t not in before and t.is_alive()
+        )
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        await asyncio.sleep(0.02)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without joining worker threads (a thread blocked in a store call would hold the exit)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 async def run_daemon(config: Config, config_file: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    before = set(threading.enumerate())
+    # The default executor (file store I/O, off-loop joins) with named threads, so that at
+    # exit the ones still stuck in a call are known and not waited for.
+    io_pool = ThreadPoolExecutor(thread_name_prefix=f"{THREAD_PREFIX}io")
+    loop.set_default_executor(io_pool)
+    code = 1
+    try:
+        code = await _run(config, config_file)
+        return code
+    except StartupRefused:
+        code = 2
+        raise
+    finally:
+        io_pool.shutdown(wait=False, cancel_futures=True)
+        busy = await _busy_threads(THREAD_EXIT_GRACE, before)
+        if busy:
+            log.warning(
+                "threads_abandoned",
+                threads=busy,
+                action="exiting without them: their calls were cut off (see write_abandoned)",
+            )
+            _exit_now(code)
+        loop.set_default_executor(ThreadPoolExecutor())  # a caller's loop stays usable
+
+
+async def _run(config: Config, config_file: Path | None) -> int:
     engine = Engine(config)
     engine.setup()
     findings = engine.plan()

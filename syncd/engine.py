@@ -43,6 +43,7 @@ from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, c
 log = logs.get_logger("syncd.engine")
 
 RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
+CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -760,8 +761,21 @@ class Engine:
         if running:
             _, pending = await asyncio.wait(running, timeout=bound)
             if pending:
-                cut = sorted(st.name for st in self.credentials.values() if st.running)
-                log.warning("drain_timeout", unfinished=len(pending), credentials=cut, bound=bound)
+                cut = [st for st in self.credentials.values() if st.running]
+                log.warning(
+                    "drain_timeout", unfinished=len(pending), credentials=sorted(st.name for st in cut), bound=bound
+                )
+                now = self.clock()
+                for st in cut:
+                    for ts in unwritten_targets(st, now):
+                        log.warning(
+                            "write_abandoned",
+                            credential=st.name,
+                            target=ts.label,
+                            store=ts.store.name,
+                            fingerprint=st.token.fingerprint if st.token else None,
+                            reason=f"not finished within drain_timeout ({bound:g}s); the target keeps what it held",
+                        )
                 # The cancelled jobs' tracebacks would only repeat this event.
                 quiet = logging.getLogger("apscheduler.executors")
                 level = quiet.level
@@ -776,17 +790,22 @@ class Engine:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
-        for store in self.stores.values():
-            try:
-                await store.aclose()
-            except Exception as exc:
-                log.warning("store_close", store=store.name, **logs.error_fields(exc))
-        for client in self._http_clients.values():
-            await client.aclose()
-        if self._http is not None and self._own_http:
-            await self._http.aclose()
+        # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
+        # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
+        await asyncio.gather(*(self._close_store(store) for store in self.stores.values()))
+        clients = [*self._http_clients.values(), *([self._http] if self._http is not None and self._own_http else [])]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
         for st in self.credentials.values():
             st.state = "stopped" if st.state == "starting" else st.state
+
+    async def _close_store(self, store: Store) -> None:
+        try:
+            await asyncio.wait_for(store.aclose(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("store_close", store=store.name, error=f"not closed within {CLOSE_TIMEOUT:g}s; abandoned")
+        except Exception as exc:
+            log.warning("store_close", store=store.name, **logs.error_fields(exc))
 
     # ------------------------------------------------------------------ views
 
@@ -855,6 +874,23 @@ class Engine:
                         }
                     )
         return out
+
+
+def unwritten_targets(st: CredentialState, now: float) -> list[TargetState]:
+    """The targets a run cut off at shutdown was writing or had still to write.
+
+    A run writes the held token to every target that does not hold it and whose backoff
+    has passed; a target that took it holds its fingerprint, one that failed waits out a
+    backoff. A run cut off while minting leaves every target with the token it had.
+    """
+    token = st.token
+    if token is None or token.expired(now):
+        return []
+    return [
+        ts
+        for ts in st.targets
+        if ts.stored_fingerprint != token.fingerprint and (ts.retry_at is None or ts.retry_at <= now)
+    ]
 
 
 def _is_job_task(task: asyncio.Task[Any]) -> bool:
