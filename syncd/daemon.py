@@ -17,23 +17,22 @@
   problem, and the running configuration goes on untouched. A valid one is
   applied by ``Engine.reload``: added credentials start (adopting what their
   targets hold), removed ones stop and their metric series go, changed ones are
-  rescheduled. ``daemon.listen`` is bound once and needs a restart to change.
+  rescheduled at once (a new target is written with the held token, a removed
+  one is left as it is), and one whose identity changed mints a new token right
+  away (``syncd.identity``). ``daemon.listen`` is bound once and needs a restart
+  to change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 import signal
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from syncd import logs
+from syncd import logs, shutdown
 from syncd.config import Config, ConfigError, load_config
 from syncd.engine import Engine, plan_findings
 from syncd.server import HttpServer
@@ -42,11 +41,6 @@ from syncd.stores.base import Finding, Store, create_store
 log = logs.get_logger("syncd.daemon")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-#: Worker threads the daemon owns are named with this prefix (the loop's default executor
-#: here, ``ThreadedStore`` pools in syncd.stores.base), so the ones still busy at exit can be told.
-THREAD_PREFIX = "syncd-"
-THREAD_EXIT_GRACE = 0.5  # idle workers of a shut-down pool end within milliseconds
 
 
 class StartupRefused(Exception):
@@ -84,35 +78,12 @@ async def _plan_problems(engine: Engine, new: Config) -> list[str]:
     return problems
 
 
-async def _busy_threads(grace: float, before: set[threading.Thread]) -> list[str]:
-    """Our worker threads (started since ``before``) still alive ``grace`` s after their pools shut down."""
-    deadline = time.monotonic() + grace
-    while True:
-        busy = sorted(
-            t.name
-            for t in threading.enumerate()
-            if t.name.startswith(THREAD_PREFIX) and t not in before and t.is_alive()
-        )
-        if not busy or time.monotonic() >= deadline:
-            return busy
-        await asyncio.sleep(0.02)
-
-
-def _exit_now(code: int) -> None:
-    """Exit without joining worker threads (a thread blocked in a store call would hold the exit)."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
 async def run_daemon(config: Config, config_file: Path | None) -> int:
     loop = asyncio.get_running_loop()
     before = set(threading.enumerate())
     # The default executor (file store I/O, off-loop joins) with named threads, so that at
     # exit the ones still stuck in a call are known and not waited for.
-    io_pool = ThreadPoolExecutor(thread_name_prefix=f"{THREAD_PREFIX}io")
+    io_pool = ThreadPoolExecutor(thread_name_prefix=f"{shutdown.THREAD_PREFIX}io")
     loop.set_default_executor(io_pool)
     code = 1
     try:
@@ -123,14 +94,14 @@ async def run_daemon(config: Config, config_file: Path | None) -> int:
         raise
     finally:
         io_pool.shutdown(wait=False, cancel_futures=True)
-        busy = await _busy_threads(THREAD_EXIT_GRACE, before)
+        busy = await shutdown.busy_threads(shutdown.THREAD_EXIT_GRACE, before)
         if busy:
             log.warning(
                 "threads_abandoned",
                 threads=busy,
                 action="exiting without them: their calls were cut off (see write_abandoned)",
             )
-            _exit_now(code)
+            shutdown.exit_now(code)
         loop.set_default_executor(ThreadPoolExecutor())  # a caller's loop stays usable
 
 

@@ -1,7 +1,9 @@
 """The loop per credential: mint -> write to every target -> schedule the next run.
 
-One APScheduler job per credential, re-added with a date trigger after every
-run from ``syncd.policy``. A run is state-driven rather than step-driven:
+One APScheduler job per credential, armed for the next run from ``syncd.policy``
+after every run (``syncd.schedule`` owns the jobs, and a watchdog on the
+heartbeat re-arms a credential left without one). A run is state-driven rather
+than step-driven:
 
 * mint only when the held token has reached its refresh time (or there is none),
   and the last mint attempt's backoff has passed;
@@ -33,7 +35,7 @@ from typing import Any, Literal
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import identity, logs, policy, schedule
+from syncd import identity, logs, policy, schedule, shutdown
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -594,19 +596,17 @@ class Engine:
         if self.jobs is None or self._stopping:
             return
         now = self.clock()
-        for st in self.credentials.values():
-            armed_at = self.jobs.armed_at(st.name)
-            if not schedule.is_lost(st.next_run, now, running=st.running, armed_at=armed_at, grace=self.watchdog_grace):
-                continue
-            assert st.next_run is not None  # is_lost says so
+        plans = ((st.name, st.next_run, st.running) for st in self.credentials.values())
+        for name, planned, armed_at in list(self.jobs.lost(plans, now, self.watchdog_grace)):
+            st = self.credentials[name]
             st.rearmed += 1
             st.last_rearmed = now
             self.metrics.schedule_rearmed.inc()
             log.warning(
                 "schedule_rearmed",
                 credential=st.name,
-                planned=to_rfc3339(st.next_run),
-                overdue=round(now - st.next_run, 3),
+                planned=to_rfc3339(planned),
+                overdue=round(now - planned, 3),
                 job=to_rfc3339(armed_at) if armed_at is not None else None,
                 rearmed=st.rearmed,
             )
@@ -767,7 +767,7 @@ class Engine:
                 )
                 now = self.clock()
                 for st in cut:
-                    for ts in unwritten_targets(st, now):
+                    for ts in shutdown.unwritten_targets(st.token, st.targets, now):
                         log.warning(
                             "write_abandoned",
                             credential=st.name,
@@ -874,23 +874,6 @@ class Engine:
                         }
                     )
         return out
-
-
-def unwritten_targets(st: CredentialState, now: float) -> list[TargetState]:
-    """The targets a run cut off at shutdown was writing or had still to write.
-
-    A run writes the held token to every target that does not hold it and whose backoff
-    has passed; a target that took it holds its fingerprint, one that failed waits out a
-    backoff. A run cut off while minting leaves every target with the token it had.
-    """
-    token = st.token
-    if token is None or token.expired(now):
-        return []
-    return [
-        ts
-        for ts in st.targets
-        if ts.stored_fingerprint != token.fingerprint and (ts.retry_at is None or ts.retry_at <= now)
-    ]
 
 
 def _is_job_task(task: asyncio.Task[Any]) -> bool:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-__all__ = ["UNBOUNDED_INSTANCES", "WATCHDOG_GRACE", "CredentialJobs", "is_lost", "job_id"]
+__all__ = ["UNBOUNDED_INSTANCES", "WATCHDOG_GRACE", "CredentialJobs", "Lost", "is_lost", "job_id"]
 
 #: APScheduler's per-job instance limit, set out of reach: the engine decides what runs.
 UNBOUNDED_INSTANCES = sys.maxsize
@@ -37,6 +37,10 @@ UNBOUNDED_INSTANCES = sys.maxsize
 WATCHDOG_GRACE = 5.0
 
 Runner = Callable[[str, float], Awaitable[None]]
+#: (name, planned next run, running) of a credential, as the watchdog sees it.
+Plan = tuple[str, float | None, bool]
+#: (name, planned next run, fire time of its job or None) of a credential off the schedule.
+Lost = tuple[str, float, float | None]
 
 
 def job_id(name: str) -> str:
@@ -86,3 +90,13 @@ class CredentialJobs:
         job = self.scheduler.get_job(job_id(name))
         when = getattr(job, "next_run_time", None) if job is not None else None
         return when.timestamp() if isinstance(when, datetime) else None
+
+    def lost(self, plans: Iterable[Plan], now: float, grace: float) -> Iterator[Lost]:
+        """The credentials among ``plans`` that have fallen off the schedule (see `is_lost`)."""
+        for name, planned, running in plans:
+            # Cheap test first, no job lookup: only an overdue credential that is not running can be lost.
+            if planned is None or not is_lost(planned, now, running=running, armed_at=None, grace=grace):
+                continue
+            armed_at = self.armed_at(name)
+            if is_lost(planned, now, running=running, armed_at=armed_at, grace=grace):
+                yield name, planned, armed_at
