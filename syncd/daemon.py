@@ -4,15 +4,23 @@
   hold and schedule every credential (``Engine.start``).
 * SIGTERM/SIGINT drain: stop scheduling, let in-flight runs (a mint and its
   writes) finish up to ``daemon.drain_timeout``, cut off what is still running,
-  close the stores and HTTP clients, exit 0. Signals that arrive while draining
-  are logged and otherwise ignored, so a SIGHUP cannot kill a draining daemon.
+  close the stores and HTTP clients (each bounded), exit 0. Signals that arrive
+  while draining are logged and otherwise ignored, so a SIGHUP cannot kill a
+  draining daemon. A store call blocked in a worker thread (an SDK waiting on a
+  server that does not answer) cannot be cancelled, and Python joins such
+  threads at exit: the daemon then exits at once without them
+  (``threads_abandoned``), so SIGTERM never hangs beyond ``drain_timeout`` plus
+  the close bounds.
 * SIGHUP reloads the config file. A new file that does not validate, or whose
   plan has errors (the ones that would refuse a start, such as a Secrets Manager
   version quota), is rejected with a ``reload_rejected`` event naming every
   problem, and the running configuration goes on untouched. A valid one is
   applied by ``Engine.reload``: added credentials start (adopting what their
   targets hold), removed ones stop and their metric series go, changed ones are
-  rescheduled. ``daemon.listen`` is bound once and needs a restart to change.
+  rescheduled at once (a new target is written with the held token, a removed
+  one is left as it is), and one whose identity changed mints a new token right
+  away (``syncd.identity``). ``daemon.listen`` is bound once and needs a restart
+  to change.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from syncd import logs
+from syncd import logs, shutdown
 from syncd.config import Config, ConfigError, load_config
 from syncd.engine import Engine, plan_findings
 from syncd.server import HttpServer
@@ -69,6 +79,33 @@ async def _plan_problems(engine: Engine, new: Config) -> list[str]:
 
 
 async def run_daemon(config: Config, config_file: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    before = set(threading.enumerate())
+    # The default executor (file store I/O, off-loop joins) with named threads, so that at
+    # exit the ones still stuck in a call are known and not waited for.
+    io_pool = ThreadPoolExecutor(thread_name_prefix=f"{shutdown.THREAD_PREFIX}io")
+    loop.set_default_executor(io_pool)
+    code = 1
+    try:
+        code = await _run(config, config_file)
+        return code
+    except StartupRefused:
+        code = 2
+        raise
+    finally:
+        io_pool.shutdown(wait=False, cancel_futures=True)
+        busy = await shutdown.busy_threads(shutdown.THREAD_EXIT_GRACE, before)
+        if busy:
+            log.warning(
+                "threads_abandoned",
+                threads=busy,
+                action="exiting without them: their calls were cut off (see write_abandoned)",
+            )
+            shutdown.exit_now(code)
+        loop.set_default_executor(ThreadPoolExecutor())  # a caller's loop stays usable
+
+
+async def _run(config: Config, config_file: Path | None) -> int:
     engine = Engine(config)
     engine.setup()
     findings = engine.plan()

@@ -1,7 +1,9 @@
 """The loop per credential: mint -> write to every target -> schedule the next run.
 
-One APScheduler job per credential, re-added with a date trigger after every
-run from ``syncd.policy``. A run is state-driven rather than step-driven:
+One APScheduler job per credential, armed for the next run from ``syncd.policy``
+after every run (``syncd.schedule`` owns the jobs, and a watchdog on the
+heartbeat re-arms a credential left without one). A run is state-driven rather
+than step-driven:
 
 * mint only when the held token has reached its refresh time (or there is none),
   and the last mint attempt's backoff has passed;
@@ -20,20 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Literal
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 
-from syncd import logs, policy
+from syncd import identity, logs, policy, schedule, shutdown
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -43,6 +45,7 @@ from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, c
 log = logs.get_logger("syncd.engine")
 
 RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
+CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -99,6 +102,9 @@ class CredentialState:
     running: bool = False
     vault_id: str | None = None
     generation: int = 0
+    minted_with: str | None = None  # identity digest of the held token's mint (syncd.identity)
+    rearmed: int = 0  # times the watchdog found the credential off the schedule
+    last_rearmed: float | None = None
     retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
 
     @property
@@ -139,6 +145,8 @@ class Engine:
         self._store_configs: dict[str, StoreConfig] = {}
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
+        self.jobs: schedule.CredentialJobs | None = None
+        self.watchdog_grace = schedule.WATCHDOG_GRACE
         self._mint_sem: asyncio.Semaphore | None = None
         self._stopping = False
         self.started_at = clock()
@@ -376,7 +384,9 @@ class Engine:
         token = st.token
         due = force_mint or token is None or now >= token.refresh_after or token.expired(now)
         if due and (force_mint or st.mint_retry_at is None or now >= st.mint_retry_at):
-            await self._attempt_mint(st)
+            minting_as = identity.digest(st.cfg)
+            if await self._attempt_mint(st):
+                st.minted_with = minting_as
         await self._write_pending(st)
         self._update_state(st)
         self._publish(st)
@@ -480,18 +490,8 @@ class Engine:
         when = at if at is not None else self._next_run(st)
         st.next_run = when
         self.metrics.next_refresh.labels(credential=st.name).set(when)
-        if self.scheduler is None:
-            return
-        self.scheduler.add_job(
-            self.run_credential,
-            DateTrigger(run_date=datetime.fromtimestamp(when, UTC)),
-            args=[st.name, when],
-            id=f"cred:{st.name}",
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-            max_instances=1,
-        )
+        if self.jobs is not None:
+            self.jobs.arm(st.name, when)
 
     def _publish(self, st: CredentialState) -> None:
         m = self.metrics
@@ -560,15 +560,24 @@ class Engine:
         self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
         self.scheduler.start()
+        self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
         self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
         await self._start_credentials(list(self.credentials.values()))
 
-    async def _start_credentials(self, states: list[CredentialState]) -> None:
+    async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
+        """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once."""
         sem = asyncio.Semaphore(self.config.daemon.startup_concurrency)
         await asyncio.gather(*(self._adopt(st, sem) for st in states))
+        now = self.clock()
+        remint = set(remint)
         adopted = 0
         for st in states:
+            if st.name in remint and st.token is not None:
+                # Still served (the targets hold it) until the new identity's token replaces it,
+                # but due now, whatever the targets' copy says.
+                self._set_token(st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now)))
+                st.adopted = False
             self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
             self._publish(st)
             if st.adopted:
@@ -580,6 +589,28 @@ class Engine:
         # A coroutine job runs on the loop itself; a plain function would run in the default
         # thread pool, which slow file writes share, and /livez would fail because of a store.
         self.scheduler_heartbeat = self.clock()
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        """Re-arm every credential that has fallen off the schedule (see syncd.schedule)."""
+        if self.jobs is None or self._stopping:
+            return
+        now = self.clock()
+        plans = ((st.name, st.next_run, st.running) for st in self.credentials.values())
+        for name, planned, armed_at in list(self.jobs.lost(plans, now, self.watchdog_grace)):
+            st = self.credentials[name]
+            st.rearmed += 1
+            st.last_rearmed = now
+            self.metrics.schedule_rearmed.inc()
+            log.warning(
+                "schedule_rearmed",
+                credential=st.name,
+                planned=to_rfc3339(planned),
+                overdue=round(now - planned, 3),
+                job=to_rfc3339(armed_at) if armed_at is not None else None,
+                rearmed=st.rearmed,
+            )
+            self._schedule(st, at=now)
 
     async def _loop_beat(self) -> None:
         while True:
@@ -595,8 +626,11 @@ class Engine:
         changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
         self.config = new
         self._mint_sem = self._mint_sem or asyncio.Semaphore(new.daemon.max_concurrent_mints)
-        summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+        summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": [], "reminted": []}
         new_names = {c.name for c in new.credentials}
+        # A changed secret value hides behind an unchanged reference: read the sources (off the loop).
+        known = [c for c in new.credentials if (o := self.credentials.get(c.name)) is not None and o.minted_with]
+        current = await asyncio.to_thread(lambda: {c.name: identity.digest(c) for c in known})
         for name in list(self.credentials):
             if name not in new_names:
                 st = self.credentials.pop(name)
@@ -610,15 +644,24 @@ class Engine:
         for cfg in new.credentials:
             old = self.credentials.get(cfg.name)
             uses_changed = any(t.store in changed_stores for t in cfg.targets)
-            if old is not None and old.cfg == cfg and not uses_changed and old.policy == cfg.policy(new.defaults):
+            reasons = identity.remint_reasons(old.cfg, cfg, old.minted_with, current.get(cfg.name)) if old else []
+            if (
+                old is not None
+                and not reasons
+                and old.cfg == cfg
+                and not uses_changed
+                and old.policy == cfg.policy(new.defaults)
+            ):
                 summary["unchanged"].append(cfg.name)
                 continue
             st = self._new_state(cfg, stores)
             if old is not None:
                 old.generation += 1
                 self._remove_job(cfg.name)
-                if old.cfg.token_url == cfg.token_url and old.cfg.client_id == cfg.client_id and old.token:
-                    st.token = old.token  # same identity: keep serving the token we hold
+                st.token, st.minted_with, st.retired = old.token, old.minted_with, old.retired
+                if reasons:
+                    summary["reminted"].append(cfg.name)
+                    log.info("identity_changed", credential=cfg.name, changed=reasons, action="minting a new token now")
                 summary["changed"].append(cfg.name)
                 self.metrics.forget_credential(cfg.name, [ts.label for ts in old.targets])
             else:
@@ -632,16 +675,15 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await store.aclose()
         if to_start:
-            await self._start_credentials(to_start)
+            await self._start_credentials(to_start, remint=summary["reminted"])
         log.info(
             "reloaded", **{k: v for k, v in summary.items() if k != "unchanged"}, unchanged=len(summary["unchanged"])
         )
         return summary
 
     def _remove_job(self, name: str) -> None:
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                self.scheduler.remove_job(f"cred:{name}")
+        if self.jobs is not None:
+            self.jobs.cancel(name)
 
     # ------------------------------------------------------------------ once
 
@@ -723,8 +765,21 @@ class Engine:
         if running:
             _, pending = await asyncio.wait(running, timeout=bound)
             if pending:
-                cut = sorted(st.name for st in self.credentials.values() if st.running)
-                log.warning("drain_timeout", unfinished=len(pending), credentials=cut, bound=bound)
+                cut = [st for st in self.credentials.values() if st.running]
+                log.warning(
+                    "drain_timeout", unfinished=len(pending), credentials=sorted(st.name for st in cut), bound=bound
+                )
+                now = self.clock()
+                for st in cut:
+                    for ts in shutdown.unwritten_targets(st.token, st.targets, now):
+                        log.warning(
+                            "write_abandoned",
+                            credential=st.name,
+                            target=ts.label,
+                            store=ts.store.name,
+                            fingerprint=st.token.fingerprint if st.token else None,
+                            reason=f"not finished within drain_timeout ({bound:g}s); the target keeps what it held",
+                        )
                 # The cancelled jobs' tracebacks would only repeat this event.
                 quiet = logging.getLogger("apscheduler.executors")
                 level = quiet.level
@@ -739,17 +794,22 @@ class Engine:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
-        for store in self.stores.values():
-            try:
-                await store.aclose()
-            except Exception as exc:
-                log.warning("store_close", store=store.name, **logs.error_fields(exc))
-        for client in self._http_clients.values():
-            await client.aclose()
-        if self._http is not None and self._own_http:
-            await self._http.aclose()
+        # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
+        # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
+        await asyncio.gather(*(self._close_store(store) for store in self.stores.values()))
+        clients = [*self._http_clients.values(), *([self._http] if self._http is not None and self._own_http else [])]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
         for st in self.credentials.values():
             st.state = "stopped" if st.state == "starting" else st.state
+
+    async def _close_store(self, store: Store) -> None:
+        try:
+            await asyncio.wait_for(store.aclose(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("store_close", store=store.name, error=f"not closed within {CLOSE_TIMEOUT:g}s; abandoned")
+        except Exception as exc:
+            log.warning("store_close", store=store.name, **logs.error_fields(exc))
 
     # ------------------------------------------------------------------ views
 
@@ -774,6 +834,8 @@ class Engine:
                     "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
                     "adopted": st.adopted,
                     "next_refresh": to_rfc3339(st.next_run) if st.next_run else None,
+                    "rearmed": st.rearmed,
+                    "last_rearmed": to_rfc3339(st.last_rearmed) if st.last_rearmed else None,
                     "consecutive_failures": st.consecutive_failures,
                     "last_error": st.last_error,
                     "targets": [

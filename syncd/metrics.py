@@ -106,6 +106,11 @@ class Metrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
+        self.schedule_rearmed = Counter(
+            "syncd_schedule_rearmed",
+            "Credentials the watchdog found off the schedule (planned run overdue, none armed) and re-armed.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "syncd_build_info", "Always 1; the version label says which syncd runs.", ["version"], registry=r
         )

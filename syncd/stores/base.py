@@ -113,7 +113,9 @@ class ThreadedStore:
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Joined off the loop: an SDK call that never returns must not freeze the event loop,
+        # so the caller can bound the close (syncd.engine.Engine.stop) and exit anyway.
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     def plan(self, key: str, writes_per_day: float, *, target: TargetConfig | None = None) -> list[Finding]:
         return []

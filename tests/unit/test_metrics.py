@@ -19,6 +19,7 @@ DESIGN_METRICS: dict[str, tuple[str, set[str]]] = {
     "syncd_mint_duration_seconds": ("histogram", set()),
     "syncd_write_duration_seconds": ("histogram", {"store"}),
     "syncd_schedule_lateness_seconds": ("histogram", set()),
+    "syncd_schedule_rearmed": ("counter", set()),  # syncd_schedule_rearmed_total
     "syncd_build_info": ("gauge", {"version"}),
 }
 

@@ -1,0 +1,113 @@
+"""syncd.schedule: the lost-run rule (table-driven) and, through APScheduler itself, the race it closes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from syncd.schedule import CredentialJobs, is_lost, job_id
+
+# planned, now, running, armed_at, lost
+CASES = [
+    (None, 100.0, False, None, False),  # never planned (before its first run)
+    (100.0, 103.0, False, None, False),  # overdue within the grace: the job just fired, the run starts
+    (100.0, 106.0, True, None, False),  # overdue but running: the run will arm the next one
+    (100.0, 106.0, False, None, True),  # overdue, no job, not running: lost
+    (100.0, 106.0, False, 100.0, False),  # the job waits at the planned time: late (busy loop), not lost
+    (100.0, 106.0, False, 104.0, False),  # a job within the grace of the plan
+    (100.0, 106.0, False, 500.0, True),  # a job for a much later time than planned: lost
+    (100.0, 100.0, False, None, False),  # planned now
+]
+
+
+@pytest.mark.parametrize(("planned", "now", "running", "armed_at", "lost"), CASES)
+def test_is_lost(planned, now, running, armed_at, lost):
+    assert is_lost(planned, now, running=running, armed_at=armed_at, grace=5.0) is lost
+
+
+def _due_now() -> DateTrigger:
+    # Already due when the scheduler wakes up: a retry a few milliseconds away on a busy loop.
+    return DateTrigger(run_date=datetime.fromtimestamp(time.time() - 0.01, UTC))
+
+
+async def test_old_pattern_loses_the_next_run_when_it_is_already_due():
+    """The pattern syncd used: a run re-adds its own date job (max_instances=1) before it returns.
+
+    APScheduler releases the instance only in the task's done callback, after its wake-up
+    has already tried the new job: it is skipped and, being a date job, removed for good.
+    """
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    skipped = asyncio.Event()
+    scheduler.add_listener(lambda _e: skipped.set(), EVENT_JOB_MAX_INSTANCES)
+    runs: list[float] = []
+
+    async def run() -> None:
+        try:
+            runs.append(time.time())
+        finally:
+            scheduler.add_job(run, _due_now(), id="cred:x", replace_existing=True, max_instances=1)
+
+    scheduler.start()
+    try:
+        scheduler.add_job(run, _due_now(), id="cred:x", replace_existing=True, max_instances=1)
+        await asyncio.wait_for(skipped.wait(), 5)
+        await asyncio.sleep(0.2)  # would be ample for the next run, were it still scheduled
+        assert len(runs) == 1
+        assert scheduler.get_job("cred:x") is None, "the credential has no job left: never refreshed again"
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_credential_jobs_keep_every_run_when_the_next_is_already_due():
+    """The same self-re-arming run through CredentialJobs: no run is skipped, the job lives on."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    skipped: list[object] = []
+    scheduler.add_listener(skipped.append, EVENT_JOB_MAX_INSTANCES)
+    runs: list[str] = []
+    enough = asyncio.Event()
+
+    async def run(name: str, planned: float) -> None:
+        try:
+            runs.append(name)
+            if len(runs) >= 50:
+                enough.set()
+        finally:
+            if not enough.is_set():
+                jobs.arm(name, time.time() - 0.01)
+
+    jobs = CredentialJobs(scheduler, run)
+    scheduler.start()
+    try:
+        jobs.arm("x", time.time() - 0.01)
+        await asyncio.wait_for(enough.wait(), 10)
+        assert not skipped
+        assert set(runs) == {"x"} and len(runs) >= 50
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_credential_jobs_arm_moves_cancel_removes_and_armed_at_reports():
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+
+    async def run(name: str, planned: float) -> None:
+        raise AssertionError("nothing here is due")
+
+    jobs = CredentialJobs(scheduler, run)
+    try:
+        later = time.time() + 3600
+        jobs.arm("x", later)
+        jobs.arm("x", later + 60)  # moved, not doubled
+        assert [j.id for j in scheduler.get_jobs()] == [job_id("x")]
+        assert jobs.armed_at("x") == pytest.approx(later + 60, abs=1e-3)
+        jobs.cancel("x")
+        jobs.cancel("x")  # cancelling twice is harmless
+        assert jobs.armed_at("x") is None and scheduler.get_jobs() == []
+    finally:
+        scheduler.shutdown(wait=False)
