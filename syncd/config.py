@@ -16,6 +16,7 @@ up without a restart; resolved values are ``SecretStr`` and never logged.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -533,6 +534,11 @@ class DaemonConfig(_Model):
     drain_timeout: Duration = 10.0  # bound on finishing in-flight writes at SIGTERM
     http_timeout: Duration = 10.0  # IdP read timeout
     connect_timeout: Duration = 5.0
+    # Total bound on one mint (connect, send, every byte of the answer): http_timeout is per read,
+    # so an IdP dripping its answer a byte at a time would otherwise hold a mint for ever.
+    mint_timeout: Duration = 10.0
+    # Mints in flight per token endpoint (scheme://host:port), so a hanging IdP cannot hold the
+    # slots that credentials on other IdPs need.
     max_concurrent_mints: int = Field(default=32, ge=1, le=1024)
     startup_concurrency: int = Field(default=64, ge=1, le=4096)
     liveness_threshold: Duration = 30.0  # /livez fails when the loop heartbeat is older
@@ -541,6 +547,13 @@ class DaemonConfig(_Model):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("mint_timeout")
+    @classmethod
+    def _mint_timeout(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"mint_timeout must be a finite duration above 0 (e.g. '10s'), got {v!r}")
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -607,7 +620,6 @@ class _MappingSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_SOURCE.get() or {})
-
 
 
 # --------------------------------------------------------------------------- loading + errors
