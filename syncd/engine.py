@@ -37,15 +37,12 @@ from syncd import logs, policy
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
-from syncd.payload import TokenPayload, to_rfc3339
+from syncd.payload import TokenPayload, holds_token, to_rfc3339
 from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, create_store
 
 log = logs.get_logger("syncd.engine")
 
 RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
-#: A target holding the same token with an expiry at most this much earlier holds it: a
-#: caching IdP's repeated answers differ by the round trip, not worth a write each.
-EXPIRY_SLACK = 1.0
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -81,16 +78,8 @@ class TargetState:
         return self.cfg.label
 
     def holds(self, token: TokenPayload) -> bool:
-        """Whether this target already has ``token`` with (about) its expiry.
-
-        Fingerprint alone is not enough: a caching IdP answers with the same token and a
-        later expiry, and a target left with the old expiry runs out while the token is valid.
-        """
-        return (
-            self.stored_fingerprint == token.fingerprint
-            and self.stored_expires_at is not None
-            and self.stored_expires_at >= token.expires_at - EXPIRY_SLACK
-        )
+        """Whether this target already has ``token`` with its expiry (see `holds_token`)."""
+        return holds_token(self.stored_fingerprint, self.stored_expires_at, token)
 
 
 @dataclass

@@ -40,6 +40,20 @@ def to_rfc3339(ts: float) -> str:
     return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
+#: Two expiries of one token closer than this are the same expiry: stored times keep
+#: milliseconds, and a caching IdP's repeated answers differ by the round trip.
+EXPIRY_SLACK = 1.0
+
+
+def holds_token(fingerprint: str | None, expires_at: float | None, token: TokenPayload) -> bool:
+    """Whether a place holding (``fingerprint``, ``expires_at``) already has ``token``.
+
+    Fingerprint alone is not enough: a caching IdP answers with the same token and a
+    later expiry, and a copy left with the old expiry looks expired while the token is valid.
+    """
+    return fingerprint == token.fingerprint and expires_at is not None and expires_at >= token.expires_at - EXPIRY_SLACK
+
+
 def from_rfc3339(value: str) -> float:
     """Parse an RFC 3339 time; a naive time is taken as UTC."""
     text = value.strip()

@@ -39,7 +39,7 @@ async def test_unexpected_mint_exception_backs_off(tmp_path, monkeypatch):
     """A bug-shaped exception from the mint path (injected) is retried with backoff, not in a hot loop."""
     calls = []
 
-    async def broken(client, req, *, clock=time.time):
+    async def broken(client, req, *, clock=time.time, deadline=None):
         calls.append(time.time())
         raise RuntimeError("unexpected failure")
 
@@ -71,7 +71,7 @@ async def test_token_never_written_after_expiry(tmp_path, monkeypatch):
 
     calls = []
 
-    async def stale(client, req, *, clock=time.time):
+    async def stale(client, req, *, clock=time.time, deadline=None):
         now = clock()
         calls.append(now)
         return Token(access_token=SecretStr("stale-token-abcdef"), token_type="Bearer", scope=None,
@@ -94,7 +94,7 @@ async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
 
     n = 0
 
-    async def fresh(client, req, *, clock=time.time):
+    async def fresh(client, req, *, clock=time.time, deadline=None):
         nonlocal n
         n += 1
         now = clock()
