@@ -526,7 +526,7 @@ class Engine:
         why = (
             f"with {max(left, 0.0):.1f}s left, less than min_remaining={st.policy.min_remaining:g}s"
             if verdict == "short"
-            else "that expires no later than the token already held"
+            else "that expires before the token already held"
         )
         st.last_error = {
             "class": "ShortLivedToken",

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from syncd.policy import EXPIRY_SLACK
+
 PAYLOAD_VERSION = 1
 Format = Literal["json", "raw"]
 
@@ -38,11 +40,6 @@ def to_rfc3339(ts: float) -> str:
     """
     text = datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds")
     return text[:-6] + "Z"  # "+00:00" -> "Z"
-
-
-#: Two expiries of one token closer than this are the same expiry: stored times keep
-#: milliseconds, and a caching IdP's repeated answers differ by the round trip.
-EXPIRY_SLACK = 1.0
 
 
 def holds_token(fingerprint: str | None, expires_at: float | None, token: TokenPayload) -> bool:

@@ -29,6 +29,7 @@ from typing import Literal
 
 __all__ = [
     "DEFAULT_RETRY_ALLOWANCE",
+    "EXPIRY_SLACK",
     "MINT_TIMEOUT_SHARE",
     "SECONDS_PER_DAY",
     "MintVerdict",
@@ -292,6 +293,10 @@ def slots_needed(lifetime: float, policy: RefreshPolicy, max_versions_per_day: f
 
 # --------------------------------------------------------------------------- hostile IdPs
 
+#: Two expiries of one token closer than this are the same expiry: stored times keep
+#: milliseconds, and a caching IdP's repeated answers differ by the round trip.
+EXPIRY_SLACK = 1.0
+
 #: Largest share of a token's lifetime one mint may take. A mint that hangs for
 #: longer than this eats the margin the refresh schedule keeps before expiry.
 MINT_TIMEOUT_SHARE = 0.25
@@ -364,8 +369,10 @@ def judge_minted(
 ) -> MintVerdict:
     """Whether a token that just arrived is usable as is, and whether minting again soon could help.
 
-    * ``stale``: it does not expire after the valid token already held (a caching
-      IdP handing back an older token): keep the held one and back off;
+    * ``stale``: it expires (by more than `EXPIRY_SLACK`) before the valid token
+      already held (an IdP handing back an older token): keep the held one and
+      back off. The same expiry is not stale: a caching IdP answers with the
+      token held, and whether that is a problem depends on what it has left;
     * ``short``: it has less than ``min_remaining`` left although the expected
       lifetime allows ``min_remaining`` (a caching IdP near the end of its cache,
       or a token expired on arrival): use it if it is the freshest, and back off
@@ -375,7 +382,7 @@ def judge_minted(
       configuration expects them (``token_lifetime <= min_remaining``).
     """
     _check_times(expires_at=expires_at, now=now)
-    if held_expires_at is not None and held_expires_at > now and expires_at <= held_expires_at:
+    if held_expires_at is not None and held_expires_at > now and expires_at < held_expires_at - EXPIRY_SLACK:
         return "stale"
     remaining = expires_at - now
     if remaining <= 0.0:

@@ -128,6 +128,13 @@ class DripResponse:
 
 
 @dataclass(frozen=True)
+class CachedResponse:
+    """A caching IdP: the same token until it expires, with what is left as ``expires_in``. See :func:`cached`."""
+
+    ttl: float
+
+
+@dataclass(frozen=True)
 class CloseConnection:
     """Drop the connection without any response. See :func:`close`."""
 
@@ -139,6 +146,7 @@ Response = (
     | RetryAfterResponse
     | DelayResponse
     | DripResponse
+    | CachedResponse
     | RawResponse
     | CloseConnection
 )
@@ -215,6 +223,16 @@ def drip(interval: float = 0.2, then: Response | None = None) -> DripResponse:
     ``then`` (default :func:`ok`) must render a complete body (not ``close()``).
     """
     return DripResponse(interval, then if then is not None else OkResponse())
+
+
+def cached(ttl: float) -> CachedResponse:
+    """Answer like an IdP that caches client-credentials tokens (one cache per FakeIdP).
+
+    The first request gets a new token living ``ttl`` seconds; later ones get the
+    same token with ``expires_in`` = the seconds it has left (a float), until it
+    expires and a new one is cached.
+    """
+    return CachedResponse(ttl)
 
 
 def raw(status: int, body: bytes | str, headers: Mapping[str, str] | None = None) -> RawResponse:
@@ -327,6 +345,7 @@ class FakeIdP:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._cache: tuple[str, float] | None = None  # (token, expires at) for cached()
 
     # -- script -----------------------------------------------------------------------------
 
@@ -552,6 +571,14 @@ class FakeIdP:
                     await asyncio.sleep(interval)
                 await stream.write_eof()
                 return stream
+            case CachedResponse(ttl=ttl):
+                now = time.time()
+                with self._lock:
+                    if self._cache is None or self._cache[1] <= now:
+                        self._cache = (secrets.token_urlsafe(32), now + ttl)
+                    token, expires = self._cache
+                    self.tokens.append(token)
+                return _json_response(200, {"access_token": token, "token_type": "Bearer", "expires_in": expires - now})
             case RawResponse(status=status, body=data, headers=headers):
                 return web.Response(status=status, body=data, headers=dict(headers or {}))
             case CloseConnection():

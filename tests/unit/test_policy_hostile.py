@@ -94,7 +94,11 @@ def test_transient_retry_never_outlives_the_token(
         ("short-lived by design, equal", 20.0, 30.0, None, "fresh"),
         # older than what is held (a cache handing back an older token)
         ("stale", 100.0, 300.0, 200.0, "stale"),
-        ("same expiry as held", 200.0, 300.0, 200.0, "stale"),
+        ("expiry just before held", 198.0, 300.0, 200.0, "stale"),
+        # the same expiry (within the slack of a round trip) is judged on what is left
+        ("same expiry as held", 200.0, 300.0, 200.0, "fresh"),
+        ("same expiry, a round trip earlier", 199.5, 300.0, 200.0, "fresh"),
+        ("same expiry as held, little left", 20.0, 300.0, 20.2, "short"),
         ("later than held but short", 25.0, 300.0, 10.0, "short"),
         # a held token that expired protects nothing
         ("held expired", 300.0, 300.0, -1.0, "fresh"),
