@@ -3,7 +3,9 @@
 The real oidc-provider answers promptly and correctly, so it is the healthy IdP
 here; the hostile behaviours (an answer dripped a byte at a time, a request
 that is never answered, a 429 asking for an hour, a cache handing back the same
-token) cannot be produced by it and come from the scriptable FakeIdP.
+token) cannot be produced by it and come from the scriptable FakeIdP. The
+stores that receive a caching IdP's later expiry are the real ones: the file
+store, OpenBao, and Secrets Manager and SSM on moto_server.
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ import io
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from pydantic import SecretStr
 
 from syncd import logs
-from syncd.config import load_config
+from syncd.config import AwsSecretsManagerStoreConfig, AwsSsmStoreConfig, TargetConfig, load_config
 from syncd.engine import Engine
 from syncd.oauth import MintRequest, TransientMintError, build_http_client, mint
+from syncd.payload import TokenPayload
+from syncd.stores import _aws
+from syncd.stores.aws_secretsmanager import SecretsManagerStore
+from syncd.stores.aws_ssm import SsmStore
 from syncd.stores.file import FileStore
 from syncd.stores.vault import VaultStore
 from tests.peers.fake_idp import FakeIdP, cached, drip, hang, ok, retry_after
@@ -327,3 +335,85 @@ async def test_caching_idp_near_expiry_backs_off_and_reports(
     assert min(gaps) >= 0.5 * 0.95, f"mints {min(gaps):.3f}s apart"
     stored = await FileStore.from_config("x", cfg.stores["local"]).read("calm.json")
     assert stored is not None and stored.access_token.get_secret_value() in fake_idp.tokens
+
+
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize("slots", [None, 2])
+async def test_secrets_manager_writes_the_same_token_with_a_later_expiry(moto_server: Any, slots: int | None) -> None:
+    """Secrets Manager (moto) does not skip the same token when its expiry moved, and a repeat is still idempotent."""
+    _aws.reset_limiters()
+    key = f"hostile/{uuid.uuid4().hex[:8]}/calm"
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server.endpoint_url, region_name="eu-west-1")
+    names = [key] if slots is None else [f"{key}-{i}" for i in range(slots)]
+    for name in names:
+        sm.create_secret(Name=name, SecretString="placeholder")
+    if slots is not None:
+        sm.create_secret(Name=key, SecretString="placeholder")
+    cfg = AwsSecretsManagerStoreConfig(
+        type="aws-secretsmanager", endpoint_url=moto_server.endpoint_url, region="eu-west-1"
+    )
+    store = SecretsManagerStore("aws", cfg)
+    tgt = TargetConfig(store="aws", key=key, slots=slots)
+    now = time.time()
+
+    def tok(life: float) -> TokenPayload:
+        return TokenPayload(
+            credential="calm",
+            access_token=SecretStr("cached-token-0123456789abcdef"),
+            issued_at=now,
+            expires_at=now + life,
+            refresh_after=now + life / 2,
+        )
+
+    try:
+        first = await store.write(key, tok(4.0), target=tgt)
+        later = await store.write(key, tok(120.0), target=tgt)
+        again = await store.write(key, tok(120.0), target=tgt)
+        stored = await store.read(key, target=tgt)
+        fresh = SecretsManagerStore("aws2", cfg)  # a restarted daemon: learns from the secret itself
+        try:
+            after_restart = await fresh.write(key, tok(120.0), target=tgt)
+        finally:
+            await fresh.aclose()
+    finally:
+        await store.aclose()
+        _aws.reset_limiters()
+    assert first.written and later.written, "the later expiry of the same token was skipped"
+    assert not again.written and not after_restart.written
+    assert stored is not None and stored.expires_at == pytest.approx(now + 120.0, abs=0.01)
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_ssm_writes_the_same_token_with_a_later_expiry(moto_server: Any) -> None:
+    """SSM (moto) does not skip the same token when its expiry moved; a bare ("raw") token is not rewritten."""
+    _aws.reset_limiters()
+    key = f"/hostile/{uuid.uuid4().hex[:8]}/calm"
+    store = SsmStore(
+        "ssm", AwsSsmStoreConfig(type="aws-ssm", endpoint_url=moto_server.endpoint_url, region="eu-west-1")
+    )
+    now = time.time()
+
+    def tok(life: float) -> TokenPayload:
+        return TokenPayload(
+            credential="calm",
+            access_token=SecretStr("cached-token-0123456789abcdef"),
+            issued_at=now,
+            expires_at=now + life,
+            refresh_after=now + life / 2,
+        )
+
+    try:
+        json_target, raw_target = (
+            TargetConfig(store="ssm", key=key),
+            TargetConfig(store="ssm", key=key + "-raw", format="raw"),
+        )
+        assert (await store.write(key, tok(4.0), target=json_target)).written
+        assert (await store.write(key, tok(120.0), target=json_target)).written, "later expiry skipped"
+        assert not (await store.write(key, tok(120.0), target=json_target)).written
+        stored = await store.read(key, target=json_target)
+        assert (await store.write(key + "-raw", tok(4.0), target=raw_target)).written
+        assert not (await store.write(key + "-raw", tok(120.0), target=raw_target)).written
+    finally:
+        await store.aclose()
+        _aws.reset_limiters()
+    assert stored is not None and stored.expires_at == pytest.approx(now + 120.0, abs=0.01)
