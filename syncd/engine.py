@@ -432,7 +432,6 @@ class Engine:
         try:
             payload = await self._mint(st)
         except Exception as exc:
-            st.minting_since = None
             now = self.clock()
             # MintError says what it is; a missing secret or a bad request is a credential
             # problem (fatal pace); anything unexpected is retried with backoff.
@@ -462,7 +461,9 @@ class Engine:
                 **logs.error_fields(exc),
             )
             return False
-        st.minting_since = None
+        finally:
+            # Also when the run is cancelled (drain_timeout): /status must not show a mint in flight.
+            st.minting_since = None
         now = self.clock()
         held = st.token if st.token is not None and not st.token.expired(now) else None
         verdict = policy.judge_minted(
