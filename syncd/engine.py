@@ -223,7 +223,11 @@ class Engine:
         return known[1]
 
     def _mint_timeout(self, st: CredentialState) -> float:
-        life = st.token.lifetime if st.token is not None else st.cfg.token_lifetime_for(self.config.defaults)
+        # The quarter-lifetime clamp protects the margin of a token being served. With none
+        # valid there is nothing to protect, and clamping would leave a slow IdP (1 s answers,
+        # 3 s tokens) unable to issue any token at all.
+        token = st.token
+        life = token.lifetime if token is not None and not token.expired(self.clock()) else None
         return policy.effective_mint_timeout(self.config.daemon.mint_timeout, life)
 
     async def _mint(self, st: CredentialState) -> TokenPayload:

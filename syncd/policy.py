@@ -305,8 +305,9 @@ MINT_TIMEOUT_SHARE = 0.25
 def effective_mint_timeout(mint_timeout: float, lifetime: float | None) -> float:
     """The total time one mint may take: ``mint_timeout``, but at most a quarter of the token lifetime.
 
-    ``lifetime`` is that of the token held, else the expected ``token_lifetime``;
-    None or a non-positive value (nothing known) leaves ``mint_timeout`` as is.
+    ``lifetime`` is that of the valid token being served (the engine), or the
+    expected ``token_lifetime`` (`syncd check`). None or a non-positive value
+    leaves ``mint_timeout`` as is.
     """
     _require(_finite_positive(mint_timeout), "mint_timeout", mint_timeout, "must be > 0")
     if lifetime is None or not math.isfinite(lifetime) or lifetime <= 0.0:
