@@ -417,3 +417,32 @@ async def test_ssm_writes_the_same_token_with_a_later_expiry(moto_server: Any) -
         await store.aclose()
         _aws.reset_limiters()
     assert stored is not None and stored.expires_at == pytest.approx(now + 120.0, abs=0.01)
+
+
+async def test_short_token_is_still_written_when_it_is_the_freshest(
+    fake_idp: FakeIdP, tmp_path: Path, events: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    """A token with less than min_remaining left (FakeIdP: a 2 s token where 60 s are expected) is reported
+    and backed off from, but written: it is better than the nothing the target holds."""
+    fake_idp.script([ok(ttl=2)])
+    fake_idp.default = ok(ttl=60)
+    cfg = engine_config(
+        tmp_path,
+        [cred("calm", fake_idp.token_url, "calm.json")],
+        min_remaining=4.0,
+        token_lifetime=60.0,
+        min_interval=30.0,  # the backoff floor: no second mint while the test looks
+    )
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        await until(lambda: events("mint_short"), what="the short token to be reported")
+        short = events("mint_short")[0]
+        await until(lambda: (tmp_path / "calm.json").exists(), what="the short token to be written")
+        stored = await FileStore.from_config("x", cfg.stores["local"]).read("calm.json")
+        status = engine.status()["credentials"][0]
+    finally:
+        await engine.stop(drain_timeout=0.5)
+    assert short["verdict"] == "short" and short["used"] is True
+    assert stored is not None and stored.access_token.get_secret_value() == fake_idp.tokens[0]
+    assert status["last_error"]["class"] == "ShortLivedToken" and status["last_error"]["kind"] == "transient"
