@@ -582,6 +582,11 @@ class DaemonConfig(_Model):
     drain_timeout: Duration = 10.0  # bound on finishing in-flight writes at SIGTERM
     http_timeout: PositiveDuration = 10.0  # IdP read timeout
     connect_timeout: PositiveDuration = 5.0
+    # Total bound on one mint (connect, send, every byte of the answer): http_timeout is per read,
+    # so an IdP dripping its answer a byte at a time would otherwise hold a mint for ever.
+    mint_timeout: PositiveDuration = 10.0
+    # Mints in flight per token endpoint (scheme://host:port), so a hanging IdP cannot hold the
+    # slots that credentials on other IdPs need.
     max_concurrent_mints: int = Field(default=32, ge=1, le=1024)
     startup_concurrency: int = Field(default=64, ge=1, le=4096)
     liveness_threshold: PositiveDuration = 30.0  # /livez fails when the loop heartbeat is older
@@ -590,6 +595,13 @@ class DaemonConfig(_Model):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("mint_timeout")
+    @classmethod
+    def _mint_timeout(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"mint_timeout must be a finite duration above 0 (e.g. '10s'), got {v!r}")
+        return v
 
     @field_validator("listen")
     @classmethod

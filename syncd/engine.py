@@ -38,8 +38,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from syncd import identity, logs, policy, schedule, shutdown
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
-from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
-from syncd.payload import TokenPayload, to_rfc3339
+from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
+from syncd.payload import TokenPayload, holds_token, to_rfc3339
 from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, create_store
 
 log = logs.get_logger("syncd.engine")
@@ -80,6 +80,10 @@ class TargetState:
     def label(self) -> str:
         return self.cfg.label
 
+    def holds(self, token: TokenPayload) -> bool:
+        """Whether this target already has ``token`` with its expiry (see `holds_token`)."""
+        return holds_token(self.stored_fingerprint, self.stored_expires_at, token)
+
 
 @dataclass
 class CredentialState:
@@ -94,6 +98,7 @@ class CredentialState:
     mint_retry_at: float | None = None
     last_mint: float | None = None
     last_attempt: float | None = None
+    minting_since: float | None = None  # a mint is in flight (shown on /status while it hangs)
     last_mint_outcome: Outcome | None = None
     last_error: dict[str, Any] | None = None
     next_run: float | None = None
@@ -147,7 +152,7 @@ class Engine:
         self.scheduler: AsyncIOScheduler | None = None
         self.jobs: schedule.CredentialJobs | None = None
         self.watchdog_grace = schedule.WATCHDOG_GRACE
-        self._mint_sem: asyncio.Semaphore | None = None
+        self._host_sems: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._stopping = False
         self.started_at = clock()
         self.loop_heartbeat = clock()
@@ -174,10 +179,14 @@ class Engine:
         )
 
     def http_client(self, cfg: CredentialConfig) -> httpx.AsyncClient:
-        """One pooled client per TLS setting (almost always exactly one)."""
+        """One pooled client per token endpoint origin and TLS setting.
+
+        Per origin because httpx's connection limit is per client: one client shared by
+        every IdP would let connections stuck on a hanging IdP fill the pool for all.
+        """
         if self._http is not None:
             return self._http
-        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key)
+        key = (endpoint_origin(cfg.token_url), cfg.ca_bundle, cfg.client_cert, cfg.client_key)
         client = self._http_clients.get(key)
         if client is None:
             d = self.config.daemon
@@ -187,7 +196,7 @@ class Engine:
                 ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
                 client_cert=str(cfg.client_cert) if cfg.client_cert else None,
                 client_key=str(cfg.client_key) if cfg.client_key else None,
-                max_connections=max(d.max_concurrent_mints, 10),
+                max_connections=d.max_concurrent_mints,
             )
             self._http_clients[key] = client
         return client
@@ -207,6 +216,28 @@ class Engine:
 
     # ------------------------------------------------------------------ minting
 
+    def _host_semaphore(self, token_url: str) -> asyncio.Semaphore:
+        """The bound on mints in flight to one token endpoint origin (``max_concurrent_mints``).
+
+        Created on first use; a reload that changes the bound gives the origin a new
+        semaphore, and mints still holding the old one finish against the old bound.
+        """
+        origin = endpoint_origin(token_url)
+        limit = self.config.daemon.max_concurrent_mints
+        known = self._host_sems.get(origin)
+        if known is None or known[0] != limit:
+            known = (limit, asyncio.Semaphore(limit))
+            self._host_sems[origin] = known
+        return known[1]
+
+    def _mint_timeout(self, st: CredentialState) -> float:
+        # The quarter-lifetime clamp protects the margin of a token being served. With none
+        # valid there is nothing to protect, and clamping would leave a slow IdP (1 s answers,
+        # 3 s tokens) unable to issue any token at all.
+        token = st.token
+        life = token.lifetime if token is not None and not token.expired(self.clock()) else None
+        return policy.effective_mint_timeout(self.config.daemon.mint_timeout, life)
+
     async def _mint(self, st: CredentialState) -> TokenPayload:
         cfg = st.cfg
         client_id, secret, scopes, vault_id = cfg.resolve_identity()
@@ -221,14 +252,33 @@ class Engine:
             scopes=scopes,
             extra_params=dict(cfg.extra_params),
             lifetime_fallback=st.lifetime_fallback,
+            mint_timeout=self._mint_timeout(st),
         )
-        assert self._mint_sem is not None
-        async with self._mint_sem:
-            started = time.perf_counter()
-            try:
-                token = await mint(self.http_client(cfg), req, clock=self.clock)
-            finally:
-                self.metrics.mint_duration.observe(time.perf_counter() - started)
+        assert req.mint_timeout is not None
+        # One deadline for the wait for a slot and the exchange: a mint queued behind stuck
+        # ones fails when its time is up, so /status shows the trouble while it lasts.
+        deadline = asyncio.get_running_loop().time() + req.mint_timeout
+        sem = self._host_semaphore(cfg.token_url)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await sem.acquire()
+        except TimeoutError:
+            queued = True
+        else:
+            queued = False
+        if queued:
+            raise TransientMintError(
+                f"credential {cfg.name!r}: the IdP did not answer within mint_timeout={req.mint_timeout:g}s: "
+                f"all {self.config.daemon.max_concurrent_mints} mint slots for {endpoint_origin(cfg.token_url)} "
+                "(max_concurrent_mints) are held by requests it has not answered; will retry with backoff",
+                credential=cfg.name,
+            )
+        started = time.perf_counter()
+        try:
+            token = await mint(self.http_client(cfg), req, clock=self.clock, deadline=deadline)
+        finally:
+            sem.release()
+            self.metrics.mint_duration.observe(time.perf_counter() - started)
         logs.register_secret(token.access_token.get_secret_value())
         return self._payload(st, token)
 
@@ -342,9 +392,7 @@ class Engine:
             if token is None or token.expired(now):
                 return
             pending = [
-                ts
-                for ts in st.targets
-                if ts.stored_fingerprint != token.fingerprint and (force or ts.retry_at is None or now >= ts.retry_at)
+                ts for ts in st.targets if not ts.holds(token) and (force or ts.retry_at is None or now >= ts.retry_at)
             ]
             if not pending:
                 return
@@ -394,6 +442,7 @@ class Engine:
     async def _attempt_mint(self, st: CredentialState) -> bool:
         started = self.clock()
         st.last_attempt = started
+        st.minting_since = started
         try:
             payload = await self._mint(st)
         except Exception as exc:
@@ -409,7 +458,7 @@ class Engine:
             st.last_error["kind"] = outcome
             retry_after = getattr(exc, "retry_after", None)
             if transient:
-                delay = policy.backoff_delay(st.mint_failures - 1, st.policy, self.rng.random(), retry_after)
+                delay = self._transient_delay(st, now, retry_after)
             else:
                 delay = policy.fatal_delay(st.policy, self.rng.random())
             st.mint_retry_at = now + delay
@@ -426,7 +475,20 @@ class Engine:
                 **logs.error_fields(exc),
             )
             return False
+        finally:
+            # Also when the run is cancelled (drain_timeout): /status must not show a mint in flight.
+            st.minting_since = None
         now = self.clock()
+        held = st.token if st.token is not None and not st.token.expired(now) else None
+        verdict = policy.judge_minted(
+            payload.expires_at,
+            now,
+            st.policy,
+            expected_lifetime=st.cfg.token_lifetime_for(self.config.defaults),
+            held_expires_at=held.expires_at if held is not None else None,
+        )
+        if verdict != "fresh":
+            return self._minted_short(st, payload, verdict, now)
         st.mints += 1
         st.mint_failures, st.mint_retry_at = 0, None
         st.last_mint, st.last_mint_outcome, st.adopted = now, "ok", False
@@ -443,6 +505,71 @@ class Engine:
             duration=round(now - started, 4),
         )
         return True
+
+    def _transient_delay(self, st: CredentialState, now: float, retry_after: float | None) -> float:
+        """Backoff for a transient mint failure; a Retry-After never outlives the token held."""
+        held = (st.token.issued_at, st.token.expires_at) if st.token is not None else None
+        plan = policy.transient_retry(
+            st.mint_failures - 1, st.policy, self.rng.random(), now=now, retry_after=retry_after, held=held
+        )
+        if plan.capped and plan.asked is not None:
+            log.warning(
+                "retry_after_capped",
+                credential=st.name,
+                asked=round(plan.asked, 3),
+                used=round(plan.delay, 3),
+                token_expires_at=to_rfc3339(st.token.expires_at) if st.token is not None else None,
+                min_remaining=st.policy.min_remaining,
+            )
+        return plan.delay
+
+    def _minted_short(self, st: CredentialState, payload: TokenPayload, verdict: str, now: float) -> bool:
+        """A token that cannot be served for ``min_remaining`` (or is older than the one held).
+
+        Minting again at once would get the same answer from a caching IdP, so the next
+        mint backs off like a transient failure; the token is still used when it is the
+        freshest there is. Returns whether it was taken.
+        """
+        held = st.token
+        take = verdict == "short" and not payload.expired(now)
+        serving = payload if take or held is None else held
+        st.mint_failures += 1
+        st.last_mint_outcome = "transient"
+        delay = policy.short_token_delay(st.mint_failures - 1, st.policy, self.rng.random(), serving.expires_at - now)
+        st.mint_retry_at = now + delay
+        left = payload.expires_at - now
+        why = (
+            f"with {max(left, 0.0):.1f}s left, less than min_remaining={st.policy.min_remaining:g}s"
+            if verdict == "short"
+            else "that expires before the token already held"
+        )
+        st.last_error = {
+            "class": "ShortLivedToken",
+            "kind": "transient",
+            "message": (
+                f"credential {st.name!r}: the IdP issued a token {why} (a caching IdP, or token_lifetime/"
+                f"min_remaining do not match the IdP's tokens); {'serving it and ' if take else ''}"
+                "minting again with backoff"
+            ),
+        }
+        self.metrics.mints.labels(credential=st.name, outcome="transient").inc()
+        log.warning(
+            "mint_short",
+            credential=st.name,
+            verdict=verdict,
+            fingerprint=payload.fingerprint,
+            expires_at=to_rfc3339(payload.expires_at),
+            expires_in=round(left, 3),
+            min_remaining=st.policy.min_remaining,
+            used=take,
+            retry_in=round(delay, 3),
+            failures=st.mint_failures,
+        )
+        if take:
+            st.mints += 1
+            st.last_mint, st.adopted = now, False
+            self._set_token(st, payload)
+        return take
 
     def _update_state(self, st: CredentialState) -> None:
         now = self.clock()
@@ -481,7 +608,7 @@ class Engine:
             candidates.append(token.refresh_after)
         if token is not None and not token.expired(now):
             for ts in st.targets:
-                if ts.stored_fingerprint != token.fingerprint:
+                if not ts.holds(token):
                     candidates.append(ts.retry_at if ts.retry_at is not None else now)
         # Never busy-loop: even "now" is at least a few milliseconds away.
         return max(min(candidates), now + 0.005)
@@ -557,7 +684,6 @@ class Engine:
         """Adopt stored tokens, then schedule every credential. Call inside the running loop."""
         if not self.stores:
             self.setup()
-        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
@@ -625,7 +751,6 @@ class Engine:
         stores = self._build_stores(new, reuse=old_stores)
         changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
         self.config = new
-        self._mint_sem = self._mint_sem or asyncio.Semaphore(new.daemon.max_concurrent_mints)
         summary: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": [], "reminted": []}
         new_names = {c.name for c in new.credentials}
         # A changed secret value hides behind an unchanged reference: read the sources (off the loop).
@@ -693,7 +818,6 @@ class Engine:
         """Mint and write every (or the named) credential once, without a scheduler."""
         if not self.stores:
             self.setup()
-        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
         wanted = list(names) if names is not None else list(self.credentials)
 
         async def one(name: str) -> RunReport:
@@ -706,7 +830,7 @@ class Engine:
             if not minted and st.last_error:
                 errors.append(f"mint: {st.last_error['message']}")
             for ts in st.targets:
-                if minted and ts.stored_fingerprint != (st.token.fingerprint if st.token else None):
+                if minted and (st.token is None or not ts.holds(st.token)):
                     msg = ts.last_error["message"] if ts.last_error else "not written"
                     errors.append(f"{ts.label}: {msg}")
             report = RunReport(name, ok=minted and not errors, minted=minted, errors=errors)
@@ -720,7 +844,6 @@ class Engine:
         """``check --connect``: mint once per credential (nothing written) and read every target."""
         if not self.stores:
             self.setup()
-        self._mint_sem = asyncio.Semaphore(self.config.daemon.max_concurrent_mints)
 
         async def one(st: CredentialState) -> tuple[str, list[tuple[str, str]]]:
             problems: list[tuple[str, str]] = []
@@ -832,6 +955,7 @@ class Engine:
                     "expires_in": round(tok.expires_at - now, 3) if tok else None,
                     "refresh_after": to_rfc3339(tok.refresh_after) if tok else None,
                     "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
+                    "minting_since": to_rfc3339(st.minting_since) if st.minting_since else None,
                     "adopted": st.adopted,
                     "next_refresh": to_rfc3339(st.next_run) if st.next_run else None,
                     "rearmed": st.rearmed,
@@ -940,6 +1064,18 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
                     f"min_remaining ({pol.min_remaining:g}s) is not shorter than the token lifetime ({lifetime:g}s); "
                     f"refreshing at refresh_at ({pol.refresh_at:g}) of the lifetime instead",
                     "lower min_remaining for this credential",
+                )
+            )
+        mint_timeout = config.daemon.mint_timeout
+        used = policy.effective_mint_timeout(mint_timeout, lifetime)
+        if used < mint_timeout:
+            findings.append(
+                Finding(
+                    "warning",
+                    cred.name,
+                    f"[daemon] mint_timeout ({mint_timeout:g}s) is more than {policy.MINT_TIMEOUT_SHARE:.0%} of the "
+                    f"token lifetime ({lifetime:g}s); its mints are cut off after {used:g}s instead",
+                    f'set mint_timeout to at most "{used:g}s", or token_lifetime to the real lifetime',
                 )
             )
         wpd = policy.writes_per_day(lifetime, pol)

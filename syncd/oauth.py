@@ -14,6 +14,7 @@ The rules implemented here are the "Minting rules" of DESIGN.md.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -45,6 +46,7 @@ __all__ = [
     "Token",
     "TransientMintError",
     "build_http_client",
+    "endpoint_origin",
     "mint",
 ]
 
@@ -117,6 +119,8 @@ class MintRequest:
     scopes: tuple[str, ...] | None = None
     extra_params: Mapping[str, str] = field(default_factory=dict)
     lifetime_fallback: float = 300.0
+    mint_timeout: float | None = None
+    """Total seconds for the whole exchange (connect, send, every byte of the answer); None: unbounded."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,20 @@ def build_http_client(
     )
 
 
+def endpoint_origin(url: str) -> str:
+    """``scheme://host:port`` of a token endpoint: the unit mint concurrency is bounded by.
+
+    The port is explicit (default filled in) so that ``https://idp`` and
+    ``https://idp:443`` share one bound; an unparsable URL is its own unit.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return url
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+    return f"{parsed.scheme}://{parsed.host}:{port}"
+
+
 # --------------------------------------------------------------------------- mint
 
 
@@ -266,21 +284,33 @@ class _Reply:
     received_at: float
 
 
-async def mint(client: httpx.AsyncClient, req: MintRequest, *, clock: Callable[[], float] = time.time) -> Token:
+async def mint(
+    client: httpx.AsyncClient,
+    req: MintRequest,
+    *,
+    clock: Callable[[], float] = time.time,
+    deadline: float | None = None,
+) -> Token:
     """Mint one access token for ``req``, or raise a classified :class:`MintError`.
 
     ``clock`` is read immediately before the request is sent; that instant is
     ``issued_at``, so expiry is computed from our own clock and never from the
     IdP's. A ``ValueError`` (not a MintError) means ``req`` itself is invalid
     and nothing was sent.
+
+    ``deadline`` (event loop time) ends the exchange however far it got; by
+    default it is ``req.mint_timeout`` from now. A caller that queued the mint
+    passes the deadline it started with, so the queue counts against it too.
     """
     form, headers = _build_request(req)
     url = _display_url(req.token_url)
     redact = _Redactor.for_request(req, headers)
+    if deadline is None and req.mint_timeout is not None:
+        deadline = asyncio.get_running_loop().time() + req.mint_timeout
     # The exchange runs in a helper and errors are raised here, outside any
     # ``except`` block: neither __cause__ nor __context__ can then carry an
     # httpx exception, whose ``.request`` holds the form and the Authorization header.
-    issued_at, outcome = await _exchange(client, req, form, headers, clock)
+    issued_at, outcome = await _exchange_until(client, req, form, headers, clock, deadline=deadline)
     del form, headers
     if isinstance(outcome, MintError):
         raise _redacted(outcome, redact)
@@ -306,6 +336,8 @@ def _build_request(req: MintRequest) -> tuple[dict[str, str], dict[str, str]]:
         )
     if not math.isfinite(req.lifetime_fallback) or req.lifetime_fallback <= 0:
         raise ValueError(f"credential {req.credential!r}: lifetime_fallback must be positive seconds")
+    if req.mint_timeout is not None and (not math.isfinite(req.mint_timeout) or req.mint_timeout <= 0):
+        raise ValueError(f"credential {req.credential!r}: mint_timeout must be positive seconds")
     form: dict[str, str] = {"grant_type": "client_credentials"}
     headers: dict[str, str] = {
         "Accept": "application/json",
@@ -330,6 +362,38 @@ def _basic_authorization(client_id: str, client_secret: str) -> str:
     """RFC 6749 2.3.1: form-urlencode id and secret *before* base64, so ':' in the id stays unambiguous."""
     pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
     return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
+async def _exchange_until(
+    client: httpx.AsyncClient,
+    req: MintRequest,
+    form: dict[str, str],
+    headers: dict[str, str],
+    clock: Callable[[], float],
+    *,
+    deadline: float | None,
+) -> tuple[float, _Reply | MintError]:
+    """`_exchange`, cut off at ``deadline``.
+
+    httpx's timeouts are per operation: an IdP that sends one byte every few
+    seconds never trips the read timeout and would hold the mint (and a
+    connection, and a concurrency slot) for as long as it likes.
+    """
+    if deadline is None:
+        return await _exchange(client, req, form, headers, clock)
+    started = clock()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await _exchange(client, req, form, headers, clock)
+    except TimeoutError:
+        pass
+    shown = f"{req.mint_timeout:g}s" if req.mint_timeout is not None else "its deadline"
+    return started, TransientMintError(
+        f"credential {req.credential!r}: the IdP did not answer within mint_timeout={shown} "
+        f"(token endpoint {_display_url(req.token_url)} is hanging or sending its answer too slowly); "
+        f"{_TRANSIENT_RETRY_HINT}",
+        credential=req.credential,
+    )
 
 
 async def _exchange(

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from syncd.policy import EXPIRY_SLACK
+
 PAYLOAD_VERSION = 1
 Format = Literal["json", "raw"]
 
@@ -38,6 +40,15 @@ def to_rfc3339(ts: float) -> str:
     """
     text = datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds")
     return text[:-6] + "Z"  # "+00:00" -> "Z"
+
+
+def holds_token(fingerprint: str | None, expires_at: float | None, token: TokenPayload) -> bool:
+    """Whether a place holding (``fingerprint``, ``expires_at``) already has ``token``.
+
+    Fingerprint alone is not enough: a caching IdP answers with the same token and a
+    later expiry, and a copy left with the old expiry looks expired while the token is valid.
+    """
+    return fingerprint == token.fingerprint and expires_at is not None and expires_at >= token.expires_at - EXPIRY_SLACK
 
 
 def from_rfc3339(value: str) -> float:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs, policy
-from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, is_slot_index, slot_index_doc
+from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, holds_token, is_slot_index, slot_index_doc
 from syncd.stores._aws import (
     AwsStore,
     TokenBucket,
@@ -452,9 +452,9 @@ class SecretsManagerStore(AwsStore):
         version: str | None = resp.get("VersionId")
         return version
 
-    async def _store(self, secret_id: str, text: str, ident: str) -> str | None:
-        """Put ``text`` as a new version keyed by (secret, ident); create the secret if allowed and missing."""
-        token = client_request_token(secret_id, ident)
+    async def _store(self, secret_id: str, text: str, ident: str, salt: str = "") -> str | None:
+        """Put ``text`` as a new version keyed by (secret, ident[, salt]); create the secret if allowed and missing."""
+        token = client_request_token(secret_id, ident, salt)
         seen = self._seen.get(secret_id)
         if seen is not None and seen.exists is False and self.config.create_missing:
             try:
@@ -473,14 +473,22 @@ class SecretsManagerStore(AwsStore):
                 return await self._put(secret_id, text, client_request_token(secret_id, ident, salt=text))
             raise
 
-    async def _write_secret(self, secret_id: str, text: str, payload: TokenPayload) -> WriteResult:
+    async def _write_secret(
+        self, secret_id: str, text: str, payload: TokenPayload, *, has_expiry: bool = True
+    ) -> WriteResult:
         if len(text.encode()) > MAX_SECRET_STRING:
             raise FatalStoreError(f"secret {secret_id}: the value exceeds Secrets Manager's 64 KiB", code="size")
         await self._learn([secret_id])
         seen = self._seen.get(secret_id)
+        salt = ""
         if seen is not None and seen.content == payload.fingerprint:
-            return WriteResult(written=False, location=secret_id)
-        version = await self._store(secret_id, text, payload.fingerprint)
+            # The same token with a later expiry (a caching IdP) must land, or consumers see it
+            # expire early; a bare token ("raw") carries no expiry, so its value is unchanged.
+            if not has_expiry or holds_token(seen.content, seen.expires_at, payload):
+                return WriteResult(written=False, location=secret_id)
+            # The fingerprint's ClientRequestToken names the earlier version: a new one per expiry.
+            salt = f"expires_at={payload.expires_at!r}"
+        version = await self._store(secret_id, text, payload.fingerprint, salt)
         self._seen[secret_id] = _Seen(True, payload.fingerprint, payload.expires_at)
         return WriteResult(written=True, version=version, location=secret_id)
 
@@ -519,11 +527,11 @@ class SecretsManagerStore(AwsStore):
         self._validate(key, slots, fmt)
         self._ready()
         if slots is None:
-            return await self._write_secret(key, payload.render(fmt), payload)
+            return await self._write_secret(key, payload.render(fmt), payload, has_expiry=fmt != "raw")
         n = await self._slot_count(key, slots, payload)
         names = slot_names(key, n)
         await self._learn([*names, key])
-        holding = [s for s in names if self._seen[s].content == payload.fingerprint]
+        holding = [s for s in names if holds_token(self._seen[s].content, self._seen[s].expires_at, payload)]
         if holding:
             result = WriteResult(written=False, location=holding[0])
         else:

@@ -24,12 +24,13 @@ stored token skips unchanged writes without reading first.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs
-from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, is_slot_index
+from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, holds_token, is_slot_index
 from syncd.stores._aws import (
     AwsStore,
     TokenBucket,
@@ -76,6 +77,7 @@ def parameter_name_problem(name: str) -> str | None:
 class _Seen:
     exists: bool | None  # False: no such parameter; None: could not be read
     content: str | None = None  # fingerprint of the token stored
+    expires_at: float = math.inf  # of the token stored; inf when the value carries none (a bare token)
 
 
 class SsmStore(AwsStore):
@@ -198,7 +200,7 @@ class SsmStore(AwsStore):
                 problem="the token is stored unencrypted; delete the parameter so syncd re-creates it as SecureString",
             )
         text = str(param.get("Value", ""))
-        self._seen[name] = _Seen(True, _stored_fingerprint(text))
+        self._seen[name] = _Seen(True, *_stored_token(text))
         return text
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
@@ -276,7 +278,12 @@ class SsmStore(AwsStore):
                 log.info("aws_read_skipped", store=self.name, parameter=key, reason=exc.message)
                 self._seen[key] = _Seen(exists=None)
             seen = self._seen.get(key)
-        if seen is not None and seen.content == payload.fingerprint:
+        # The same token with a later expiry (a caching IdP) is written again: consumers read
+        # the expiry from the value. A bare token ("raw") has none, so its value is unchanged.
+        raw = target is not None and target.format == "raw"
+        if seen is not None and (
+            (raw and seen.content == payload.fingerprint) or holds_token(seen.content, seen.expires_at, payload)
+        ):
             return WriteResult(written=False, location=key)
         create_with_tags = bool(self.config.tags) and (seen is None or seen.exists is not True)
         try:
@@ -301,7 +308,7 @@ class SsmStore(AwsStore):
                 "parameter without a label selector",
                 code=exc.code,
             ) from None
-        self._seen[key] = _Seen(True, payload.fingerprint)
+        self._seen[key] = _Seen(True, payload.fingerprint, math.inf if raw else payload.expires_at)
         return WriteResult(written=True, version=str(resp.get("Version")), location=key)
 
     async def aclose(self) -> None:
@@ -331,13 +338,22 @@ class SsmStore(AwsStore):
         return findings
 
 
-def _stored_fingerprint(text: str) -> str | None:
-    """The fingerprint of the token a stored value carries (JSON payload or bare token)."""
+def _stored_token(text: str) -> tuple[str | None, float]:
+    """(fingerprint, expires_at) of the token a stored value carries (JSON payload or bare token).
+
+    A value without a usable expiry reports inf: nothing to gain by rewriting the same token.
+    """
     try:
         doc: Any = json.loads(text)
     except ValueError:
-        return fingerprint(text.strip()) if text.strip() else None
+        return (fingerprint(text.strip()) if text.strip() else None), math.inf
     if isinstance(doc, dict) and not is_slot_index(doc):
         token = doc.get("access_token")
-        return fingerprint(token) if isinstance(token, str) and token else None
-    return None
+        if not isinstance(token, str) or not token:
+            return None, math.inf
+        try:
+            expires_at = TokenPayload.from_json(text, source="parameter").expires_at
+        except PayloadError:
+            expires_at = math.inf
+        return fingerprint(token), expires_at
+    return None, math.inf

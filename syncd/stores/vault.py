@@ -61,7 +61,7 @@ import requests
 import requests.adapters
 
 from syncd import logs
-from syncd.payload import PayloadError, TokenPayload
+from syncd.payload import PayloadError, TokenPayload, holds_token
 from syncd.stores.base import (
     FatalStoreError,
     Finding,
@@ -411,11 +411,13 @@ def resolve_conflict(stored: TokenPayload | None, ours: TokenPayload) -> Decisio
     """What to do when a path holds ``stored`` and we want to write ``ours`` (pure; table-tested).
 
     ``adopt`` only a token of the same credential that outlives ours: another daemon
-    refreshed it, and overwriting it would shorten what consumers hold.
+    refreshed it, and overwriting it would shorten what consumers hold. The same token
+    with an earlier expiry is not ``same``: a caching IdP re-issued it with a later one,
+    and consumers read the expiry from the path.
     """
     if stored is None:
         return "write"
-    if stored.fingerprint == ours.fingerprint:
+    if holds_token(stored.fingerprint, stored.expires_at, ours):
         return "same"
     if stored.credential == ours.credential and stored.expires_at > ours.expires_at:
         return "adopt"

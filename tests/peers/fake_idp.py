@@ -4,8 +4,9 @@ Use the real OAuth server (:class:`tests.peers.servers.OidcServer`) whenever a
 test needs correct behaviour. Use :class:`FakeIdP` only for what a correct
 server will not produce on demand: 5xx and HTML error pages, ``Retry-After``,
 responses without ``expires_in``, JWT-only lifetimes, slow or dropped
-connections, oversized or non-JSON bodies, odd ``token_type`` values, and an
-exact record of what the client sent.
+connections, answers dripped a byte at a time, requests that hang, oversized
+or non-JSON bodies, odd ``token_type`` values, and an exact record of what the
+client sent.
 
 It is an aiohttp server on a free 127.0.0.1 port, run by a background thread
 with its own event loop, so synchronous tests, async tests and a ``syncd``
@@ -119,12 +120,35 @@ class RawResponse:
 
 
 @dataclass(frozen=True)
+class DripResponse:
+    """Send ``then`` one byte every ``interval`` seconds. See :func:`drip`."""
+
+    interval: float
+    then: Response = field(default_factory=OkResponse)
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A caching IdP: the same token until it expires, with what is left as ``expires_in``. See :func:`cached`."""
+
+    ttl: float
+
+
+@dataclass(frozen=True)
 class CloseConnection:
     """Drop the connection without any response. See :func:`close`."""
 
 
 Response = (
-    OkResponse | ErrorResponse | HtmlResponse | RetryAfterResponse | DelayResponse | RawResponse | CloseConnection
+    OkResponse
+    | ErrorResponse
+    | HtmlResponse
+    | RetryAfterResponse
+    | DelayResponse
+    | DripResponse
+    | CachedResponse
+    | RawResponse
+    | CloseConnection
 )
 
 
@@ -184,6 +208,31 @@ def retry_after(status: int = 429, value: str | int | float | datetime = "2") ->
 def delay(seconds: float, then: Response | None = None) -> DelayResponse:
     """Answer after ``seconds`` (for client timeout tests); ``then`` defaults to :func:`ok`."""
     return DelayResponse(seconds, then if then is not None else OkResponse())
+
+
+def hang() -> DelayResponse:
+    """Never answer (until the FakeIdP stops): the request stays open, no byte is sent."""
+    return DelayResponse(24 * 3600.0)
+
+
+def drip(interval: float = 0.2, then: Response | None = None) -> DripResponse:
+    """Send the status line and headers at once, then the body one byte per ``interval`` seconds.
+
+    Each byte arrives well within any read timeout, so only a deadline on the
+    whole exchange stops a client from waiting ``len(body) * interval`` seconds.
+    ``then`` (default :func:`ok`) must render a complete body (not ``close()``).
+    """
+    return DripResponse(interval, then if then is not None else OkResponse())
+
+
+def cached(ttl: float) -> CachedResponse:
+    """Answer like an IdP that caches client-credentials tokens (one cache per FakeIdP).
+
+    The first request gets a new token living ``ttl`` seconds; later ones get the
+    same token with ``expires_in`` = the seconds it has left (a float), until it
+    expires and a new one is cached.
+    """
+    return CachedResponse(ttl)
 
 
 def raw(status: int, body: bytes | str, headers: Mapping[str, str] | None = None) -> RawResponse:
@@ -296,6 +345,7 @@ class FakeIdP:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._cache: tuple[str, float] | None = None  # (token, expires at) for cached()
 
     # -- script -----------------------------------------------------------------------------
 
@@ -508,6 +558,27 @@ class FakeIdP:
             case DelayResponse(seconds=seconds, then=then):
                 await asyncio.sleep(seconds)
                 return await self._render(request, then, client_id)
+            case DripResponse(interval=interval, then=then):
+                whole = await self._render(request, then, client_id)
+                if not isinstance(whole, web.Response) or whole.body is None:
+                    raise TypeError(f"drip() needs a response with a body, not {then!r}")
+                data = whole.body if isinstance(whole.body, bytes) else whole.text.encode()
+                stream = web.StreamResponse(status=whole.status, headers=whole.headers)
+                stream.content_length = len(data)
+                await stream.prepare(request)
+                for i in range(len(data)):
+                    await stream.write(data[i : i + 1])
+                    await asyncio.sleep(interval)
+                await stream.write_eof()
+                return stream
+            case CachedResponse(ttl=ttl):
+                now = time.time()
+                with self._lock:
+                    if self._cache is None or self._cache[1] <= now:
+                        self._cache = (secrets.token_urlsafe(32), now + ttl)
+                    token, expires = self._cache
+                    self.tokens.append(token)
+                return _json_response(200, {"access_token": token, "token_type": "Bearer", "expires_in": expires - now})
             case RawResponse(status=status, body=data, headers=headers):
                 return web.Response(status=status, body=data, headers=dict(headers or {}))
             case CloseConnection():

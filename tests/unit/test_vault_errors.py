@@ -178,6 +178,9 @@ def test_resolve_conflict_table() -> None:
     ours = payload("ours-0123456789", life=300)
     assert resolve_conflict(None, ours) == "write"
     assert resolve_conflict(ours, ours) == "same"
+    # a caching IdP re-issued the same token with a later expiry: the path must get it
+    assert resolve_conflict(payload("ours-0123456789", life=200), ours) == "write"
+    assert resolve_conflict(payload("ours-0123456789", life=400), ours) == "same"
     assert resolve_conflict(payload("theirs-012345678", life=400), ours) == "adopt"
     assert resolve_conflict(payload("theirs-012345678", life=200), ours) == "write"
     assert resolve_conflict(payload("theirs-012345678", life=300), ours) == "write"  # not later: keep ours
