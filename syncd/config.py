@@ -429,6 +429,9 @@ class Defaults(_Model):
     # Expected token lifetime, for planning only (`syncd check`, store quotas) before the
     # first mint tells the real one: VGS payment optimization tokens live 5 minutes.
     token_lifetime: Duration = 300.0
+    # The longest lifetime a token found in a target may claim before this process has
+    # minted one (then the lifetime it saw applies): a planted 10-year payload is refused.
+    max_lifetime: Duration = Field(default=86_400.0, gt=0)
 
     @model_validator(mode="after")
     def _order(self) -> Defaults:
@@ -461,6 +464,7 @@ class CredentialConfig(_Model):
     lifetime_fallback: Duration | None = None
     min_interval: Duration | None = None
     token_lifetime: Duration | None = None
+    max_lifetime: Duration | None = Field(default=None, gt=0)
     ca_bundle: ConfigPath | None = None
     client_cert: ConfigPath | None = None
     client_key: ConfigPath | None = None
@@ -509,6 +513,9 @@ class CredentialConfig(_Model):
 
     def lifetime_fallback_for(self, defaults: Defaults) -> float:
         return self.lifetime_fallback if self.lifetime_fallback is not None else defaults.lifetime_fallback
+
+    def max_lifetime_for(self, defaults: Defaults) -> float:
+        return self.max_lifetime if self.max_lifetime is not None else defaults.max_lifetime
 
     def token_lifetime_for(self, defaults: Defaults) -> float:
         return self.token_lifetime if self.token_lifetime is not None else defaults.token_lifetime
@@ -607,7 +614,6 @@ class _MappingSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_SOURCE.get() or {})
-
 
 
 # --------------------------------------------------------------------------- loading + errors

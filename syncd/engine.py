@@ -38,11 +38,12 @@ from syncd.config import Config, CredentialConfig, SecretUnavailableError, Store
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
 from syncd.payload import TokenPayload, to_rfc3339
-from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, create_store
+from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, WriteResult, create_store
 
 log = logs.get_logger("syncd.engine")
 
 RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
+ADOPT_REFUSALS = 2  # overwrites of an implausible token a store offers, before giving up (transient)
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -72,6 +73,9 @@ class TargetState:
     retry_at: float | None = None
     last_error: dict[str, Any] | None = None
     last_outcome: Outcome | None = None
+    verify_at: float | None = None  # next read-back of the target between rotations
+    missing: str | None = None  # why the last read-back did not find our token there
+    missing_since: float | None = None
 
     @property
     def label(self) -> str:
@@ -84,6 +88,8 @@ class CredentialState:
     policy: policy.RefreshPolicy
     lifetime_fallback: float
     targets: list[TargetState]
+    max_lifetime: float = 86_400.0  # [defaults] max_lifetime
+    seen_lifetime: float | None = None  # the longest lifetime this process has minted for it
     token: TokenPayload | None = None
     state: State = "starting"
     mint_failures: int = 0
@@ -162,6 +168,7 @@ class Engine:
             cfg=cfg,
             policy=cfg.policy(self.config.defaults),
             lifetime_fallback=cfg.lifetime_fallback_for(self.config.defaults),
+            max_lifetime=cfg.max_lifetime_for(self.config.defaults),
             targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
         )
 
@@ -226,6 +233,8 @@ class Engine:
 
     def _payload(self, st: CredentialState, token: Token) -> TokenPayload:
         now = self.clock()
+        # What the IdP really issues bounds what a foreign payload may claim (policy.implausible).
+        st.seen_lifetime = max(st.seen_lifetime or 0.0, token.expires_at - token.issued_at)
         refresh = policy.refresh_time(token.issued_at, token.expires_at, now, st.policy, self.rng.random())
         return TokenPayload(
             credential=st.name,
@@ -236,6 +245,15 @@ class Engine:
             token_type=token.token_type,
             scope=token.scope,
             fingerprint=token.fingerprint,
+        )
+
+    def _implausible(self, st: CredentialState, payload: TokenPayload) -> str | None:
+        return policy.implausible(
+            payload,
+            credential=st.name,
+            now=self.clock(),
+            max_lifetime=st.max_lifetime,
+            seen_lifetime=st.seen_lifetime,
         )
 
     def _rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
@@ -272,7 +290,7 @@ class Engine:
         started = time.perf_counter()
         now = self.clock()
         try:
-            result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+            result = await self._write_refusing_implausible(st, ts, payload)
         except Exception as exc:
             duration = time.perf_counter() - started
             self.metrics.write_duration.labels(store=ts.store.name).observe(duration)
@@ -326,6 +344,39 @@ class Engine:
             adopted=adopted is not None,
         )
         return adopted
+
+    async def _write_refusing_implausible(
+        self, st: CredentialState, ts: TargetState, payload: TokenPayload
+    ) -> WriteResult:
+        """Write; a token the store offers instead (``WriteResult.adopted``) is taken only if plausible.
+
+        An implausible one (policy.implausible: a planted 10-year token, another credential's)
+        is overwritten: after offering it, the store knows the path's current version, so the
+        same write again replaces it. A writer that keeps planting is a transient failure.
+        """
+        result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+        for _ in range(ADOPT_REFUSALS):
+            offered = result.adopted
+            reason = self._implausible(st, offered) if offered is not None else None
+            if offered is None or reason is None:
+                return result
+            log.warning(
+                "adopt_refused",
+                credential=st.name,
+                target=ts.label,
+                stored_fingerprint=offered.fingerprint,
+                reason=reason,
+                action="overwrite",
+            )
+            result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+        still = self._implausible(st, result.adopted) if result.adopted is not None else None
+        if still is not None:
+            raise TransientStoreError(
+                f"{ts.label}: another writer keeps storing a token syncd refuses to adopt ({still}); "
+                "find and stop that writer",
+                code="implausible_payload",
+            )
+        return result
 
     async def _write_pending(self, st: CredentialState, *, force: bool = False) -> None:
         for _ in range(2):  # a second pass spreads a token adopted from another writer
@@ -527,6 +578,18 @@ class Engine:
                     credential=st.name,
                     target=ts.label,
                     stored_credential=payload.credential,
+                    action="will overwrite",
+                )
+                continue
+            reason = self._implausible(st, payload)
+            if reason is not None:
+                # Never served, never copied to the other targets: the first mint overwrites it.
+                log.warning(
+                    "adopt_refused",
+                    credential=st.name,
+                    target=ts.label,
+                    stored_fingerprint=payload.fingerprint,
+                    reason=reason,
                     action="will overwrite",
                 )
                 continue
