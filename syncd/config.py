@@ -89,6 +89,22 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def parse_verify_interval(value: Any) -> Any:
+    """``"auto"`` (halfway between a write and the next refresh), ``"off"``, or a duration above 0."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+        return value.strip().lower()
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f'{exc}; or "auto" (the default) or "off"') from None
+    if seconds <= 0:
+        raise ValueError('verify_interval must be above 0 (or "off" to turn the check off)')
+    return seconds
+
+
+VerifyInterval = Annotated[float | Literal["auto", "off"], BeforeValidator(parse_verify_interval)]
+
+
 def _parse_mode(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         mode = value
@@ -432,6 +448,9 @@ class Defaults(_Model):
     # The longest lifetime a token found in a target may claim before this process has
     # minted one (then the lifetime it saw applies): a planted 10-year payload is refused.
     max_lifetime: Duration = Field(default=86_400.0, gt=0)
+    # Read each target back between rotations, so a target that lost its token (store
+    # restarted empty, secret deleted) is noticed and rewritten: see docs/operations.md.
+    verify_interval: VerifyInterval = "auto"
 
     @model_validator(mode="after")
     def _order(self) -> Defaults:
@@ -465,6 +484,7 @@ class CredentialConfig(_Model):
     min_interval: Duration | None = None
     token_lifetime: Duration | None = None
     max_lifetime: Duration | None = Field(default=None, gt=0)
+    verify_interval: VerifyInterval | None = None
     ca_bundle: ConfigPath | None = None
     client_cert: ConfigPath | None = None
     client_key: ConfigPath | None = None
@@ -513,6 +533,9 @@ class CredentialConfig(_Model):
 
     def lifetime_fallback_for(self, defaults: Defaults) -> float:
         return self.lifetime_fallback if self.lifetime_fallback is not None else defaults.lifetime_fallback
+
+    def verify_interval_for(self, defaults: Defaults) -> float | Literal["auto", "off"]:
+        return self.verify_interval if self.verify_interval is not None else defaults.verify_interval
 
     def max_lifetime_for(self, defaults: Defaults) -> float:
         return self.max_lifetime if self.max_lifetime is not None else defaults.max_lifetime

@@ -33,7 +33,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from syncd import logs, policy
+from syncd import logs, policy, verify
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -89,6 +89,7 @@ class CredentialState:
     lifetime_fallback: float
     targets: list[TargetState]
     max_lifetime: float = 86_400.0  # [defaults] max_lifetime
+    verify_interval: verify.Interval = "auto"
     seen_lifetime: float | None = None  # the longest lifetime this process has minted for it
     token: TokenPayload | None = None
     state: State = "starting"
@@ -169,6 +170,7 @@ class Engine:
             policy=cfg.policy(self.config.defaults),
             lifetime_fallback=cfg.lifetime_fallback_for(self.config.defaults),
             max_lifetime=cfg.max_lifetime_for(self.config.defaults),
+            verify_interval=cfg.verify_interval_for(self.config.defaults),
             targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
         )
 
@@ -328,6 +330,7 @@ class Engine:
             ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
         ts.failures, ts.retry_at, ts.last_error, ts.last_outcome = 0, None, None, "ok"
         ts.last_success = self.clock()
+        self._verified(st, ts, payload, ts.last_success)
         self.metrics.writes.labels(credential=st.name, target=ts.label, outcome="ok").inc()
         self.metrics.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
         self.metrics.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
@@ -400,6 +403,57 @@ class Engine:
                 log.info("adopted", credential=st.name, fingerprint=best.fingerprint, reason="another writer")
                 self._set_token(st, self._rebase(st, best))
 
+    # ------------------------------------------------------------------ verification
+
+    def _verified(self, st: CredentialState, ts: TargetState, payload: TokenPayload, at: float) -> None:
+        """The target holds ``payload`` as of ``at``: plan its next read-back, end a "missing" episode."""
+        refresh = st.token.refresh_after if st.token is not None else payload.refresh_after
+        ts.verify_at = verify.next_verify(at, refresh, st.verify_interval)
+        if ts.missing is not None:
+            since = ts.missing_since if ts.missing_since is not None else at
+            log.info("target_restored", credential=st.name, target=ts.label, missing_for=round(at - since, 3))
+            ts.missing = ts.missing_since = None
+
+    async def _verify_targets(self, st: CredentialState) -> None:
+        """Read back the targets whose check is due; a lost token is marked missing and rewritten next."""
+        token = st.token
+        now = self.clock()
+        if token is None or token.expired(now):
+            return
+        due = [
+            ts
+            for ts in st.targets
+            if ts.verify_at is not None and now >= ts.verify_at and ts.stored_fingerprint == token.fingerprint
+        ]
+        if due:
+            await asyncio.gather(*(self._verify_target(st, ts, token) for ts in due))
+
+    async def _verify_target(self, st: CredentialState, ts: TargetState, token: TokenPayload) -> None:
+        ts.verify_at = None
+        try:
+            reason = await verify.target_problem(
+                ts.store, ts.cfg.key, ts.cfg, token, lambda p: self._implausible(st, p)
+            )
+        except Exception as exc:
+            # Unknown is not missing: the store is unreachable, which the next write will tell.
+            log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
+            ts.verify_at = verify.next_verify(self.clock(), token.refresh_after, st.verify_interval)
+            return
+        now = self.clock()
+        if reason is None:
+            ts.verify_at = verify.next_verify(now, token.refresh_after, st.verify_interval)
+            return
+        ts.missing, ts.missing_since = reason, now
+        ts.stored_fingerprint, ts.stored_expires_at, ts.retry_at = None, None, None
+        log.warning(
+            "target_missing",
+            credential=st.name,
+            target=ts.label,
+            fingerprint=token.fingerprint,
+            reason=reason,
+            action="rewrite",
+        )
+
     # ------------------------------------------------------------------ the run
 
     async def run_credential(self, name: str, planned: float | None = None, *, force_mint: bool = False) -> None:
@@ -428,6 +482,7 @@ class Engine:
         due = force_mint or token is None or now >= token.refresh_after or token.expired(now)
         if due and (force_mint or st.mint_retry_at is None or now >= st.mint_retry_at):
             await self._attempt_mint(st)
+        await self._verify_targets(st)
         await self._write_pending(st)
         self._update_state(st)
         self._publish(st)
@@ -524,6 +579,8 @@ class Engine:
             for ts in st.targets:
                 if ts.stored_fingerprint != token.fingerprint:
                     candidates.append(ts.retry_at if ts.retry_at is not None else now)
+                elif ts.verify_at is not None:
+                    candidates.append(ts.verify_at)
         # Never busy-loop: even "now" is at least a few milliseconds away.
         return max(min(candidates), now + 0.005)
 
@@ -602,6 +659,9 @@ class Engine:
         best = max(candidates, key=lambda p: p.expires_at)
         if policy.is_fresh(best.issued_at, best.expires_at, now, st.policy):
             self._set_token(st, self._rebase(st, best))
+            for ts in st.targets:
+                if ts.stored_fingerprint == best.fingerprint:
+                    self._verified(st, ts, best, now)
             st.adopted = True
             st.state = "ok"
             log.info(
@@ -846,6 +906,8 @@ class Engine:
                             "failures": ts.failures,
                             "last_error": ts.last_error,
                             "fresh": ts.stored_expires_at is not None and ts.stored_expires_at > now,
+                            "missing": ts.missing,
+                            "missing_since": to_rfc3339(ts.missing_since) if ts.missing_since else None,
                         }
                         for ts in st.targets
                     ],
@@ -864,7 +926,10 @@ class Engine:
         for st in self.credentials.values():
             for ts in st.targets:
                 if ts.stored_expires_at is None or ts.stored_expires_at <= now:
-                    reason = "expired" if ts.stored_expires_at is not None else "no token written yet"
+                    if ts.missing is not None:
+                        reason = f"missing: {ts.missing}"
+                    else:
+                        reason = "expired" if ts.stored_expires_at is not None else "no token written yet"
                     out.append(
                         {
                             "credential": st.name,

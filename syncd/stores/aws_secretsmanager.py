@@ -414,6 +414,42 @@ class SecretsManagerStore(AwsStore):
         except PayloadError as exc:
             raise FatalStoreError(str(exc), code="payload") from None
 
+    async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
+        """Between rotations (syncd.verify): does ``key`` still serve ``payload`` to consumers?
+
+        Cost: one GetSecretValue per check for a plain secret; with slots one
+        BatchGetSecretValue (up to 20 ids: the index and the slots) per check. The read
+        refreshes the store's memory of each secret, so the rewrite that follows a loss is
+        not skipped as "already written" and a deleted index document is written again.
+        """
+        fmt, slots = _options(target)
+        self._validate(key, slots, fmt)
+        self._ready()
+        if slots is None:
+            text = await self._get(key)
+            if text is None:
+                return "the secret does not exist any more (or has no current value)"
+            seen = self._seen.get(key)
+            if seen is None or seen.content != payload.fingerprint:
+                return "the secret holds another value than the token syncd wrote"
+            return None
+        n = slots if isinstance(slots, int) else self._auto_slots.get(key)
+        if n is None:
+            await self._learn([key])
+            n = self._seen[key].slots if key in self._seen else None
+            if n is None:
+                return f"the slot index document {key} is missing or not an index"
+        names = slot_names(key, n)
+        _, errors = await self._fetch([key, *names])
+        if errors:
+            raise next(iter(errors.values()))
+        index = self._seen.get(key)
+        if index is None or index.content != content_id(_canonical(slot_index_doc(names))):
+            return f"the slot index document {key} is missing or does not list the {n} slots"
+        if not any(self._seen.get(s) is not None and self._seen[s].content == payload.fingerprint for s in names):
+            return f"no slot of {key} holds the token syncd wrote (a slot secret was deleted?)"
+        return None
+
     # ------------------------------------------------------------------ writing
 
     async def _create(self, secret_id: str, text: str, token: str) -> str | None:

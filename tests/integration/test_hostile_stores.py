@@ -145,7 +145,7 @@ def test_planted_payloads_refused_at_start_up(
         FileWatcher([out / "calm.json", out / "card.json"]) as files,
         SyncdProcess(cfg, tmp_path) as d,
     ):
-        d.wait_http()
+        d.wait_http(timeout=60)
 
         def replaced() -> bool:
             return all(
@@ -179,7 +179,7 @@ def test_planted_payload_refused_after_cas_conflict(
     mount, cfg, out = setup(bao, oidc_server, tmp_path)
     long_lived = "planted-while-running-token-0123456789"
     with SyncdProcess(cfg, tmp_path) as d:
-        d.wait_http()
+        d.wait_http(timeout=60)
         wait_for(lambda: d.get("/readyz").status_code == 200, 15, what="ready")
         with FileWatcher([out / "calm.json"]) as files:
             bao.client().secrets.kv.v2.create_or_update_secret(
