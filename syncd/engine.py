@@ -104,6 +104,7 @@ class CredentialState:
     adopted: bool = False
     mints: int = 0
     running: bool = False
+    verifying: bool = False  # a read-back of the targets is in progress (syncd.verify)
     vault_id: str | None = None
     generation: int = 0
     retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
@@ -413,22 +414,61 @@ class Engine:
             since = ts.missing_since if ts.missing_since is not None else at
             log.info("target_restored", credential=st.name, target=ts.label, missing_for=round(at - since, 3))
             ts.missing = ts.missing_since = None
+        self._schedule_verify(st)
 
-    async def _verify_targets(self, st: CredentialState) -> None:
-        """Read back the targets whose check is due; a lost token is marked missing and rewritten next."""
+    def _schedule_verify(self, st: CredentialState) -> None:
+        """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
+        due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
+        if self.scheduler is None or self._stopping or not due:
+            return
+        self.scheduler.add_job(
+            self._verify_job,
+            DateTrigger(run_date=datetime.fromtimestamp(min(due), UTC)),
+            args=[st.name],
+            id=f"verify:{st.name}",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+            # The job re-adds itself as its last step; a next date already due must not be
+            # skipped as "still running" (it would be lost). st.verifying keeps reads serial.
+            max_instances=3,
+        )
+
+    async def _verify_job(self, name: str) -> None:
+        st = self.credentials.get(name)
+        if st is None or self._stopping or st.verifying:
+            return  # an instance in progress re-adds the job when it is done
+        if st.running:  # a run is writing: read back a little later, not in the middle of it
+            for ts in st.targets:
+                if ts.verify_at is not None:
+                    ts.verify_at = max(ts.verify_at, self.clock() + verify.MIN_VERIFY_GAP)
+        else:
+            st.verifying = True
+            try:
+                lost = await self._verify_targets(st)
+            finally:
+                st.verifying = False
+            if lost and not st.running and self.credentials.get(name) is st:
+                self._schedule(st)  # a target lost its token: the run writes it again now
+        self._schedule_verify(st)
+
+    async def _verify_targets(self, st: CredentialState) -> bool:
+        """Read back the targets whose check is due; True when one was found without its token."""
         token = st.token
         now = self.clock()
         if token is None or token.expired(now):
-            return
+            return False
         due = [
             ts
             for ts in st.targets
             if ts.verify_at is not None and now >= ts.verify_at and ts.stored_fingerprint == token.fingerprint
         ]
-        if due:
-            await asyncio.gather(*(self._verify_target(st, ts, token) for ts in due))
+        if not due:
+            return False
+        found = await asyncio.gather(*(self._verify_target(st, ts, token) for ts in due))
+        return any(found)
 
-    async def _verify_target(self, st: CredentialState, ts: TargetState, token: TokenPayload) -> None:
+    async def _verify_target(self, st: CredentialState, ts: TargetState, token: TokenPayload) -> bool:
         ts.verify_at = None
         try:
             reason = await verify.target_problem(
@@ -438,11 +478,13 @@ class Engine:
             # Unknown is not missing: the store is unreachable, which the next write will tell.
             log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
             ts.verify_at = verify.next_verify(self.clock(), token.refresh_after, st.verify_interval)
-            return
+            return False
         now = self.clock()
+        if ts.stored_fingerprint != token.fingerprint:
+            return False  # a run wrote (or failed) meanwhile: what was read is already out of date
         if reason is None:
             ts.verify_at = verify.next_verify(now, token.refresh_after, st.verify_interval)
-            return
+            return False
         ts.missing, ts.missing_since = reason, now
         ts.stored_fingerprint, ts.stored_expires_at, ts.retry_at = None, None, None
         log.warning(
@@ -453,6 +495,7 @@ class Engine:
             reason=reason,
             action="rewrite",
         )
+        return True
 
     # ------------------------------------------------------------------ the run
 
@@ -482,7 +525,6 @@ class Engine:
         due = force_mint or token is None or now >= token.refresh_after or token.expired(now)
         if due and (force_mint or st.mint_retry_at is None or now >= st.mint_retry_at):
             await self._attempt_mint(st)
-        await self._verify_targets(st)
         await self._write_pending(st)
         self._update_state(st)
         self._publish(st)
@@ -579,8 +621,6 @@ class Engine:
             for ts in st.targets:
                 if ts.stored_fingerprint != token.fingerprint:
                     candidates.append(ts.retry_at if ts.retry_at is not None else now)
-                elif ts.verify_at is not None:
-                    candidates.append(ts.verify_at)
         # Never busy-loop: even "now" is at least a few milliseconds away.
         return max(min(candidates), now + 0.005)
 

@@ -44,13 +44,14 @@ def planted(credential_name: str, token: str, *, life: float, bad_fingerprint: b
     return doc
 
 
-def config(bao: OpenBaoServer, mount: str, token_file: Path, out: Path, creds: str) -> str:
+def config(bao: OpenBaoServer, mount: str, token_file: Path, out: Path, creds: str, verify: str = "auto") -> str:
     return f"""
 [daemon]
 listen = "127.0.0.1:{{port}}"
 log_format = "json"
 
 [defaults]
+verify_interval = "{verify}"
 refresh_at = 0.4
 min_remaining = "1s"
 retry_min = "0.2s"
@@ -105,7 +106,7 @@ def vault_payload(bao: OpenBaoServer, mount: str, key: str) -> dict[str, Any]:
     return data
 
 
-def setup(bao: OpenBaoServer, oidc: OidcServer, tmp_path: Path) -> tuple[str, str, Path]:
+def setup(bao: OpenBaoServer, oidc: OidcServer, tmp_path: Path, verify: str = "auto") -> tuple[str, str, Path]:
     mount = enable_kv(bao, 2)
     token_file = tmp_path / "vault.token"
     token_file.write_text(bao.root_token)
@@ -122,7 +123,7 @@ def setup(bao: OpenBaoServer, oidc: OidcServer, tmp_path: Path) -> tuple[str, st
         client_secret_file(oidc, "card", tmp_path),
         '{ store = "bao", key = "vgs/card" }, { store = "local", key = "card.json" }',
     )
-    return mount, config(bao, mount, token_file, out, creds), out
+    return mount, config(bao, mount, token_file, out, creds, verify), out
 
 
 def test_planted_payloads_refused_at_start_up(
@@ -174,9 +175,13 @@ def test_planted_payloads_refused_at_start_up(
 def test_planted_payload_refused_after_cas_conflict(
     openbao_session: OpenBaoServer, oidc_server: OidcServer, tmp_path: Path
 ) -> None:
-    """A 10-year payload written over ours while the daemon runs: the CAS conflict offers it, syncd overwrites it."""
+    """A 10-year payload written over ours while the daemon runs: the CAS conflict offers it, syncd overwrites it.
+
+    The read-back between rotations is off here: it would find the planted token first (see
+    test_planted_payload_found_by_read_back) and the write after it would not conflict.
+    """
     bao = openbao_session
-    mount, cfg, out = setup(bao, oidc_server, tmp_path)
+    mount, cfg, out = setup(bao, oidc_server, tmp_path, verify="off")
     long_lived = "planted-while-running-token-0123456789"
     with SyncdProcess(cfg, tmp_path) as d:
         d.wait_http(timeout=60)
@@ -197,4 +202,34 @@ def test_planted_payload_refused_after_cas_conflict(
     assert event["stored_fingerprint"] == fingerprint(long_lived)
     assert files.seen and fingerprint(long_lived) not in files.seen
     assert not [e for e in d.events("adopted") if e.get("reason") == "another writer"]
+    assert long_lived not in d.log_text()
+
+
+def test_planted_payload_found_by_read_back(
+    openbao_session: OpenBaoServer, oidc_server: OidcServer, tmp_path: Path
+) -> None:
+    """The same plant, found by the read-back between rotations: reported missing (untrusted) and overwritten."""
+    bao = openbao_session
+    mount, cfg, out = setup(bao, oidc_server, tmp_path)
+    cfg = cfg.replace("refresh_at = 0.4", "refresh_at = 0.9")  # the read-back comes well before the refresh
+    long_lived = "planted-found-by-read-back-0123456789"
+    with SyncdProcess(cfg, tmp_path) as d:
+        d.wait_http(timeout=60)
+        wait_for(lambda: d.get("/readyz").status_code == 200, 15, what="ready")
+        with FileWatcher([out / "calm.json"]) as files:
+            bao.client().secrets.kv.v2.create_or_update_secret(
+                path="vgs/calm", secret=planted("calm", long_lived, life=TEN_YEARS), mount_point=mount
+            )
+            wait_for(
+                lambda: [e for e in d.events("target_missing") if e["target"] == "bao:vgs/calm"],
+                10,
+                what="the planted token reported",
+            )
+            wait_for(
+                lambda: vault_payload(bao, mount, "vgs/calm")["access_token"] != long_lived, 10, what="overwritten"
+            )
+        assert d.stop() == 0
+    event = next(e for e in d.events("target_missing") if e["target"] == "bao:vgs/calm")
+    assert "does not trust" in event["reason"] and "longer than the tokens the IdP issues" in event["reason"]
+    assert fingerprint(long_lived) not in files.seen
     assert long_lived not in d.log_text()

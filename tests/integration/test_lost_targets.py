@@ -139,8 +139,7 @@ auth = {{ method = "token", token_file = "{token_file}" }}
         d.wait_http(timeout=60)
         wait_for(lambda: ready(d), 15, what="ready")
         before = held()  # version 1: the store's next cas is 1, a version the restarted server lacks
-        openbao.restart()
-        assert held() is None
+        openbao.restart()  # empty again (the daemon may already be re-creating the path)
         back = wait_for(held, ROTATION - 8, what="the path re-created")
         assert back == before
         assert_one_mint(d)
