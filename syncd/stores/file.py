@@ -88,6 +88,18 @@ def key_problem(key: str, fmt: str = "json") -> str | None:
     return None
 
 
+def _mode_of(path: Path) -> int | None:
+    """The mode of the directory a failed operation was in (best effort, for the message)."""
+    for candidate in (path, path.parent):
+        try:
+            st = os.stat(candidate, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return None
+
+
 def _oserror(exc: OSError, action: str, path: Path, mode: int | None = None) -> StoreError:
     """Translate an OS error into what the operator has to do about it."""
     code = errno.errorcode.get(exc.errno or 0, "OSError")
@@ -106,7 +118,9 @@ def _oserror(exc: OSError, action: str, path: Path, mode: int | None = None) -> 
             code=code,
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
-        shown = f"mode {mode:04o}" if mode is not None else "its mode"
+        if mode is None:
+            mode = _mode_of(path)
+        shown = f"mode {mode:04o}" if mode is not None else "a mode that could not be read"
         return FatalStoreError(
             f"cannot {action} {path}: permission denied ({code}) for {_who()}; the directory has {shown}: give "
             "that user write access to it (chown/chmod, or set fsGroup in Kubernetes)",

@@ -345,3 +345,22 @@ def test_check_warns_about_a_world_writable_directory(tmp_path):
     done = _check(tmp_path, '{ store = "local", key = "calm.json" }')
     assert done.returncode == 0
     assert "group/world-writable (mode 0777)" in done.stdout
+
+
+async def test_permission_error_opening_the_directory_names_its_mode(tmp_path, monkeypatch):
+    """EACCES on the directory itself (injected at os.open: root bypasses modes): path, user and mode named."""
+    (tmp_path / "out").mkdir(mode=0o500)
+    s = store(tmp_path)
+    real_open = os.open
+
+    def refuse(path, flags, mode=0o777, *, dir_fd=None):
+        if flags & os.O_DIRECTORY and dir_fd is None:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(
+        FatalStoreError, match=r"open directory .*out: permission denied \(EACCES\) for uid \d+"
+    ) as info:
+        await s.write("calm.json", payload())
+    assert "mode 0500" in str(info.value)
