@@ -75,6 +75,12 @@ def key_problem(key: str, fmt: str = "json") -> str | None:
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "must not contain empty, '.' or '..' components (it must stay inside the store directory)"
+    return name_length_problem(key, fmt)
+
+
+def name_length_problem(key: str, fmt: str = "json") -> str | None:
+    """The part of `key_problem` about ``NAME_MAX``: a configuration error (exit 2), not a write failing forever."""
+    parts = key.split("/")
     for part in parts[:-1]:
         if len(part.encode()) > NAME_MAX:
             return f"directory name {part[:20]!r}... is longer than {NAME_MAX} bytes"
