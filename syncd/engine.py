@@ -475,10 +475,12 @@ class Engine:
                 ts.store, ts.cfg.key, ts.cfg, token, lambda p: self._implausible(st, p)
             )
         except Exception as exc:
-            # Unknown is not missing: the store is unreachable, which the next write will tell.
-            log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
-            ts.verify_at = verify.next_verify(self.clock(), token.refresh_after, st.verify_interval)
-            return False
+            reason = verify.lost_by_error(exc)
+            if reason is None:
+                # Unknown is not missing: the store is unreachable, which the next write will tell.
+                log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
+                ts.verify_at = verify.next_verify(self.clock(), token.refresh_after, st.verify_interval)
+                return False
         now = self.clock()
         if ts.stored_fingerprint != token.fingerprint:
             return False  # a run wrote (or failed) meanwhile: what was read is already out of date

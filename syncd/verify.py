@@ -48,6 +48,20 @@ def next_verify(written_at: float, refresh_after: float, interval: Interval) -> 
     return at if at < refresh_after else None
 
 
+#: Store error codes that mean "the value there is not the token syncd wrote", not "cannot read":
+#: not a syncd payload (an edited or foreign value), a value whose fingerprint does not match
+#: (Vault), a file replaced by a symbolic link (file store).
+LOST_CODES = frozenset({"payload", "metadata_stale", "ELOOP"})
+
+
+def lost_by_error(exc: BaseException) -> str | None:
+    """The reason a failed read-back still shows a loss (see `LOST_CODES`), or None for "unknown"."""
+    code = getattr(exc, "code", None)
+    if code in LOST_CODES:
+        return f"what it holds is not the token syncd wrote ({getattr(exc, 'message', None) or exc})"
+    return None
+
+
 def judge(stored: TokenPayload | None, ours: TokenPayload, implausible: str | None) -> str | None:
     """Whether what a target holds (``stored``) means it lost ``ours`` (pure; table-tested).
 
@@ -84,4 +98,4 @@ async def target_problem(
     return judge(stored, payload, implausible(stored) if stored is not None else None)
 
 
-__all__ = ["MIN_VERIFY_GAP", "judge", "next_verify", "target_problem"]
+__all__ = ["LOST_CODES", "MIN_VERIFY_GAP", "judge", "lost_by_error", "next_verify", "target_problem"]

@@ -112,6 +112,38 @@ def test_file_removed(oidc30: OidcServer, tmp_path: Path) -> None:
     assert "not there any more" in event["reason"] and event["level"] == "warning"
 
 
+def test_file_replaced_by_a_symlink(oidc30: OidcServer, tmp_path: Path) -> None:
+    """A link where the token file was: reported missing, /readyz names it while the link stays, never written through."""
+    out = tmp_path / "out"
+    stores = f'[stores.local]\ntype = "file"\ndirectory = "{out}"\n'
+    cfg = config(oidc30, tmp_path, stores, '{ store = "local", key = "lost.json" }')
+    outside = tmp_path / "outside.json"
+    outside.write_text("not syncd's")
+    with SyncdProcess(cfg, tmp_path) as d:
+        d.wait_http(timeout=60)
+        wait_for(lambda: ready(d), 15, what="ready")
+        before = json.loads((out / "lost.json").read_text())["fingerprint"]
+        (out / "lost.json").unlink()
+        (out / "lost.json").symlink_to(outside)
+
+        def named() -> dict[str, Any] | None:
+            r = d.get("/readyz")
+            entries = r.json().get("not_ready", []) if r.status_code == 503 else []
+            return next((e for e in entries if e["target"] == "local:lost.json"), None)
+
+        entry = wait_for(named, ROTATION - 8, what="/readyz naming the target")
+        assert entry["reason"].startswith("missing:") and "symbolic link" in entry["reason"]
+        wait_for(lambda: [e for e in d.events("write") if e["outcome"] == "fatal"], 10, what="the write refused")
+        assert outside.read_text() == "not syncd's"
+        (out / "lost.json").unlink()  # the operator removes the link
+        wait_for(lambda: (out / "lost.json").is_file(), 10, what="the file written again")
+        assert json.loads((out / "lost.json").read_text())["fingerprint"] == before
+        wait_for(lambda: ready(d), 10, what="ready again")
+        assert_one_mint(d)
+        assert d.stop() == 0
+    assert outside.read_text() == "not syncd's"
+
+
 def test_openbao_restarted_empty(openbao: OpenBaoServer, oidc30: OidcServer, tmp_path: Path) -> None:
     """The dev server keeps nothing: after a restart the path is gone (and its KV version with it)."""
     token_file = tmp_path / "vault.token"

@@ -6,7 +6,8 @@ import pytest
 from pydantic import SecretStr
 
 from syncd.payload import TokenPayload
-from syncd.verify import MIN_VERIFY_GAP, judge, next_verify
+from syncd.stores.base import FatalStoreError, TransientStoreError
+from syncd.verify import MIN_VERIFY_GAP, judge, lost_by_error, next_verify
 
 T = 1_800_000_000.0
 
@@ -62,3 +63,18 @@ def test_judge(stored, implausible, expected):
         assert reason is not None and expected in reason
         for secret in ("ours-token", "other-token", "planted-token", "older-token"):
             assert secret not in reason
+
+
+@pytest.mark.parametrize(
+    ("exc", "lost"),
+    [
+        (FatalStoreError("x.json: not valid JSON", code="payload"), True),
+        (FatalStoreError("x.json is a symbolic link", code="ELOOP"), True),
+        (TransientStoreError("data and metadata disagree", code="metadata_stale"), True),
+        (TransientStoreError("cannot reach Vault", code="connection"), False),
+        (FatalStoreError("permission denied", code="AccessDeniedException"), False),
+        (RuntimeError("bug"), False),
+    ],
+)
+def test_lost_by_error(exc, lost):
+    assert (lost_by_error(exc) is not None) is lost
