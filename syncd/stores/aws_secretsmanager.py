@@ -18,7 +18,9 @@ makes 576 versions a day). This store is built around that fact:
   retried PutSecretValue never makes a second version.
 * A per-secret memory of what is stored (filled by ``read()`` at start-up and by
   every write) skips unchanged writes without a GetSecretValue before each Put:
-  one API call per rotation, not two.
+  one API call per rotation, not two. The index is read again once per round of
+  the slots (so one deleted by hand comes back), and ``verify()`` (the read-back
+  between rotations) refreshes the memory of every secret it reads.
 
 What a Secrets Manager secret holds (the wire format consumers rely on): the
 SecretString is ``payload.render(format)``, the JSON payload or, for
@@ -141,6 +143,7 @@ class SecretsManagerStore(AwsStore):
         self._seen: dict[str, _Seen] = {}
         self._arns: dict[str, str] = {}
         self._auto_slots: dict[str, int] = {}
+        self._index_writes: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, name: str, config: StoreConfig) -> SecretsManagerStore:
@@ -542,6 +545,13 @@ class SecretsManagerStore(AwsStore):
     async def _ensure_index(self, key: str, names: list[str]) -> bool:
         doc = slot_index_doc(names)
         ident = content_id(_canonical(doc))
+        # Once per round of the slots, look again instead of trusting the memory: an index
+        # deleted by hand would otherwise never come back (it is written only when it changes),
+        # even with the read-back between rotations turned off. One read per N writes.
+        self._index_writes[key] = self._index_writes.get(key, 0) + 1
+        if self._index_writes[key] % len(names) == 0:
+            self._seen.pop(key, None)
+            await self._learn([key])
         seen = self._seen.get(key)
         if seen is not None and seen.content == ident:
             return False

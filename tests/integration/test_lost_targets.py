@@ -311,3 +311,40 @@ def test_readyz_names_a_missing_target_until_it_is_back(
         assert d.get("/status").json()["credentials"][0]["targets"][0]["missing"] is None
         assert_one_mint(d)
         assert d.stop() == 0
+
+
+async def test_slot_index_comes_back_without_read_back(moto_server: MotoServer, aws: tuple[Any, Any, str]) -> None:
+    """With verify_interval = "off" the store itself re-reads the index once per round of the slots."""
+    from pydantic import SecretStr
+
+    from syncd.config import AwsSecretsManagerStoreConfig, TargetConfig
+    from syncd.stores.aws_secretsmanager import SecretsManagerStore
+
+    sm, _, tag = aws
+    key = f"vgs/{tag}/noverify"
+    store = SecretsManagerStore(
+        "aws",
+        AwsSecretsManagerStoreConfig(
+            type="aws-secretsmanager", region="eu-west-1", endpoint_url=moto_server.endpoint_url, create_missing=True
+        ),
+    )
+    target = TargetConfig(store="aws", key=key, slots=2)
+
+    def token(n: int) -> TokenPayload:
+        now = time.time()
+        return TokenPayload(
+            credential="lost",
+            access_token=SecretStr(f"tok-noverify-{n}-0123456789"),
+            issued_at=now,
+            expires_at=now + 300,
+            refresh_after=now + 150,
+        )
+
+    await store.write(key, token(1), target=target)
+    index = sm_fingerprint(sm, key)
+    assert index is not None
+    sm.delete_secret(SecretId=key, ForceDeleteWithoutRecovery=True)
+    for n in (2, 3):  # one round of the two slots
+        await store.write(key, token(n), target=target)
+    assert sm_fingerprint(sm, key) == index
+    await store.aclose()
