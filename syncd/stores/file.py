@@ -159,6 +159,7 @@ class FileStore:
         # Descriptors of replaced directories: closed at aclose only, since a write in another
         # thread may still use one and a closed number could be reused by an unrelated open.
         self._retired: list[int] = []
+        self._planned_directory = False  # the directory's own findings are given once per store
 
     @classmethod
     def from_config(cls, name: str, config: StoreConfig) -> FileStore:
@@ -420,6 +421,33 @@ class FileStore:
                     os.close(fd)
             self._retired, self._dir_fd, self._dir_id = [], None, None
 
+    def _directory_findings(self) -> list[Finding]:
+        try:
+            st = os.lstat(self.directory)
+        except OSError:
+            return []
+        subject = f"{self.name} ({self.directory})"
+        if stat.S_ISLNK(st.st_mode):
+            return [
+                Finding(
+                    "error",
+                    subject,
+                    f"the store directory {self.directory} is a symbolic link; syncd does not follow it",
+                    f"set directory to the real path ({os.path.realpath(self.directory)})",
+                )
+            ]
+        if stat.S_IMODE(st.st_mode) & 0o022:
+            return [
+                Finding(
+                    "warning",
+                    subject,
+                    f"the store directory {self.directory} is group/world-writable (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}): another user can replace token files or plant links there",
+                    f"chmod 0700 {self.directory} (dir_mode) or use a directory only syncd can write",
+                )
+            ]
+        return []
+
     def plan(self, key: str, writes_per_day: float, *, target: TargetConfig | None = None) -> list[Finding]:
         findings: list[Finding] = []
         subject = f"{self.name}:{key}"
@@ -437,29 +465,10 @@ class FileStore:
                     "use 0600 or 0640",
                 )
             )
-        try:
-            st: os.stat_result | None = os.lstat(self.directory)
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISLNK(st.st_mode):
-            findings.append(
-                Finding(
-                    "error",
-                    subject,
-                    f"the store directory {self.directory} is a symbolic link; syncd does not follow it",
-                    f"set directory to the real path ({os.path.realpath(self.directory)})",
-                )
-            )
-        elif st is not None and stat.S_IMODE(st.st_mode) & 0o022:
-            findings.append(
-                Finding(
-                    "warning",
-                    subject,
-                    f"the store directory {self.directory} is group/world-writable (mode "
-                    f"{stat.S_IMODE(st.st_mode):04o}): another user can replace token files or plant links there",
-                    f"chmod 0700 {self.directory} (dir_mode) or use a directory only syncd can write",
-                )
-            )
+        if not self._planned_directory:
+            # About the directory, not the key: said once per store, not once per credential.
+            self._planned_directory = True
+            findings.extend(self._directory_findings())
         path = self.directory / key
         existing = next((p for p in [path.parent, *path.parents] if p.exists()), None)
         if (

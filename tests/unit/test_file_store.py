@@ -232,15 +232,16 @@ async def test_a_configured_symlink_directory_is_refused(tmp_path):
 
 
 def test_plan_warns_about_a_group_or_world_writable_directory(tmp_path):
-    s = store(tmp_path)
     (tmp_path / "out").mkdir(mode=0o700)
-    assert s.plan("calm.json", 600) == []
+    assert store(tmp_path).plan("calm.json", 600) == []
     (tmp_path / "out").chmod(0o777)
+    s = store(tmp_path)
     [finding] = s.plan("calm.json", 600)
     assert finding.level == "warning" and "group/world-writable (mode 0777)" in finding.message
     assert "chmod 0700" in (finding.fix or "")
+    assert s.plan("card.json", 600) == [], "said once per store, not once per credential"
     (tmp_path / "out").chmod(0o770)
-    assert [f.level for f in s.plan("calm.json", 600)] == ["warning"]
+    assert [f.level for f in store(tmp_path).plan("calm.json", 600)] == ["warning"]
 
 
 @pytest.mark.parametrize(
