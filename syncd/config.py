@@ -138,6 +138,22 @@ RefreshAt = Annotated[float, _fraction(0.0, 1.0, low_open=True, high_open=True, 
 Jitter = Annotated[float, _fraction(0.0, 0.5, low_open=False, high_open=False, example="0.1")]
 
 
+def parse_verify_interval(value: Any) -> Any:
+    """``"auto"`` (halfway between a write and the next refresh), ``"off"``, or a duration above 0."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+        return value.strip().lower()
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f'{exc}; or "auto" (the default) or "off"') from None
+    if seconds <= 0:
+        raise ValueError('verify_interval must be above 0 (or "off" to turn the check off)')
+    return seconds
+
+
+VerifyInterval = Annotated[float | Literal["auto", "off"], BeforeValidator(parse_verify_interval)]
+
+
 def _parse_mode(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         mode = value
@@ -478,6 +494,12 @@ class Defaults(_Model):
     # Expected token lifetime, for planning only (`syncd check`, store quotas) before the
     # first mint tells the real one: VGS payment optimization tokens live 5 minutes.
     token_lifetime: PositiveDuration = 300.0
+    # The longest lifetime a token found in a target may claim before this process has
+    # minted one (then the lifetime it saw applies): a planted 10-year payload is refused.
+    max_lifetime: PositiveDuration = 86_400.0
+    # Read each target back between rotations, so a target that lost its token (store
+    # restarted empty, secret deleted) is noticed and rewritten: see docs/operations.md.
+    verify_interval: VerifyInterval = "auto"
 
     @model_validator(mode="after")
     def _order(self) -> Defaults:
@@ -510,6 +532,8 @@ class CredentialConfig(_Model):
     lifetime_fallback: PositiveDuration | None = None
     min_interval: Duration | None = None
     token_lifetime: PositiveDuration | None = None
+    max_lifetime: PositiveDuration | None = None
+    verify_interval: VerifyInterval | None = None
     ca_bundle: ConfigPath | None = None
     client_cert: ConfigPath | None = None
     client_key: ConfigPath | None = None
@@ -558,6 +582,12 @@ class CredentialConfig(_Model):
 
     def lifetime_fallback_for(self, defaults: Defaults) -> float:
         return self.lifetime_fallback if self.lifetime_fallback is not None else defaults.lifetime_fallback
+
+    def verify_interval_for(self, defaults: Defaults) -> float | Literal["auto", "off"]:
+        return self.verify_interval if self.verify_interval is not None else defaults.verify_interval
+
+    def max_lifetime_for(self, defaults: Defaults) -> float:
+        return self.max_lifetime if self.max_lifetime is not None else defaults.max_lifetime
 
     def token_lifetime_for(self, defaults: Defaults) -> float:
         return self.token_lifetime if self.token_lifetime is not None else defaults.token_lifetime
@@ -770,6 +800,13 @@ def _cross_problems(data: Mapping[str, Any]) -> list[Problem]:
                 problems.append(Problem(f"{path}.slots", f"slots apply to aws-secretsmanager stores only, not {stype}"))
             if "mode" in tgt and stype is not None and stype != "file":
                 problems.append(Problem(f"{path}.mode", f"mode applies to file stores only, not {stype}"))
+            if stype == "file" and isinstance(tgt.get("key"), str):
+                from syncd.stores.file import name_length_problem
+
+                fmt = tgt.get("format") if tgt.get("format") in ("json", "raw") else "json"
+                problem = name_length_problem(tgt["key"], str(fmt))
+                if problem is not None:
+                    problems.append(Problem(f"{path}.key", f"{tgt['key'][:40]!r}: {problem}"))
             ident = (store_name, tgt.get("key"))
             if ident in seen_targets:
                 problems.append(Problem(path, f"the same target {store_name}:{tgt.get('key')} is listed twice"))

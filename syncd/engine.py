@@ -35,17 +35,18 @@ from typing import Any, Literal
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import identity, logs, policy, schedule, shutdown
+from syncd import identity, logs, policy, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
 from syncd.payload import TokenPayload, holds_token, to_rfc3339
-from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, create_store
+from syncd.stores.base import Finding, Store, StoreError, TransientStoreError, WriteResult, create_store
 
 log = logs.get_logger("syncd.engine")
 
 RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
 CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
+ADOPT_REFUSALS = 2  # overwrites of an implausible token a store offers, before giving up (transient)
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
@@ -75,6 +76,9 @@ class TargetState:
     retry_at: float | None = None
     last_error: dict[str, Any] | None = None
     last_outcome: Outcome | None = None
+    verify_at: float | None = None  # next read-back of the target between rotations
+    missing: str | None = None  # why the last read-back did not find our token there
+    missing_since: float | None = None
 
     @property
     def label(self) -> str:
@@ -91,6 +95,9 @@ class CredentialState:
     policy: policy.RefreshPolicy
     lifetime_fallback: float
     targets: list[TargetState]
+    max_lifetime: float = 86_400.0  # [defaults] max_lifetime
+    verify_interval: verify.Interval = "auto"
+    seen_lifetime: float | None = None  # the longest lifetime this process has minted for it
     token: TokenPayload | None = None
     state: State = "starting"
     mint_failures: int = 0
@@ -105,6 +112,7 @@ class CredentialState:
     adopted: bool = False
     mints: int = 0
     running: bool = False
+    verifying: bool = False  # a read-back of the targets is in progress (syncd.verify)
     vault_id: str | None = None
     generation: int = 0
     minted_with: str | None = None  # identity digest of the held token's mint (syncd.identity)
@@ -175,6 +183,8 @@ class Engine:
             cfg=cfg,
             policy=cfg.policy(self.config.defaults),
             lifetime_fallback=cfg.lifetime_fallback_for(self.config.defaults),
+            max_lifetime=cfg.max_lifetime_for(self.config.defaults),
+            verify_interval=cfg.verify_interval_for(self.config.defaults),
             targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
         )
 
@@ -284,6 +294,8 @@ class Engine:
 
     def _payload(self, st: CredentialState, token: Token) -> TokenPayload:
         now = self.clock()
+        # What the IdP really issues bounds what a foreign payload may claim (policy.implausible).
+        st.seen_lifetime = max(st.seen_lifetime or 0.0, token.expires_at - token.issued_at)
         refresh = policy.refresh_time(token.issued_at, token.expires_at, now, st.policy, self.rng.random())
         return TokenPayload(
             credential=st.name,
@@ -294,6 +306,15 @@ class Engine:
             token_type=token.token_type,
             scope=token.scope,
             fingerprint=token.fingerprint,
+        )
+
+    def _implausible(self, st: CredentialState, payload: TokenPayload) -> str | None:
+        return policy.implausible(
+            payload,
+            credential=st.name,
+            now=self.clock(),
+            max_lifetime=st.max_lifetime,
+            seen_lifetime=st.seen_lifetime,
         )
 
     def _rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
@@ -330,7 +351,7 @@ class Engine:
         started = time.perf_counter()
         now = self.clock()
         try:
-            result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+            result = await self._write_refusing_implausible(st, ts, payload)
         except Exception as exc:
             duration = time.perf_counter() - started
             self.metrics.write_duration.labels(store=ts.store.name).observe(duration)
@@ -368,6 +389,7 @@ class Engine:
             ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
         ts.failures, ts.retry_at, ts.last_error, ts.last_outcome = 0, None, None, "ok"
         ts.last_success = self.clock()
+        self._verified(st, ts, payload, ts.last_success)
         self.metrics.writes.labels(credential=st.name, target=ts.label, outcome="ok").inc()
         self.metrics.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
         self.metrics.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
@@ -384,6 +406,39 @@ class Engine:
             adopted=adopted is not None,
         )
         return adopted
+
+    async def _write_refusing_implausible(
+        self, st: CredentialState, ts: TargetState, payload: TokenPayload
+    ) -> WriteResult:
+        """Write; a token the store offers instead (``WriteResult.adopted``) is taken only if plausible.
+
+        An implausible one (policy.implausible: a planted 10-year token, another credential's)
+        is overwritten: after offering it, the store knows the path's current version, so the
+        same write again replaces it. A writer that keeps planting is a transient failure.
+        """
+        result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+        for _ in range(ADOPT_REFUSALS):
+            offered = result.adopted
+            reason = self._implausible(st, offered) if offered is not None else None
+            if offered is None or reason is None:
+                return result
+            log.warning(
+                "adopt_refused",
+                credential=st.name,
+                target=ts.label,
+                stored_fingerprint=offered.fingerprint,
+                reason=reason,
+                action="overwrite",
+            )
+            result = await ts.store.write(ts.cfg.key, payload, target=ts.cfg)
+        still = self._implausible(st, result.adopted) if result.adopted is not None else None
+        if still is not None:
+            raise TransientStoreError(
+                f"{ts.label}: another writer keeps storing a token syncd refuses to adopt ({still}); "
+                "find and stop that writer",
+                code="implausible_payload",
+            )
+        return result
 
     async def _write_pending(self, st: CredentialState, *, force: bool = False) -> None:
         for _ in range(2):  # a second pass spreads a token adopted from another writer
@@ -404,6 +459,91 @@ class Engine:
             if st.token is not None and best.expires_at > st.token.expires_at:
                 log.info("adopted", credential=st.name, fingerprint=best.fingerprint, reason="another writer")
                 self._set_token(st, self._rebase(st, best))
+
+    # ------------------------------------------------------------------ verification
+
+    def _verified(self, st: CredentialState, ts: TargetState, payload: TokenPayload, at: float) -> None:
+        """The target holds ``payload`` as of ``at``: plan its next read-back, end a "missing" episode."""
+        refresh = st.token.refresh_after if st.token is not None else payload.refresh_after
+        ts.verify_at = verify.next_verify(at, refresh, st.verify_interval)
+        if ts.missing is not None:
+            since = ts.missing_since if ts.missing_since is not None else at
+            log.info("target_restored", credential=st.name, target=ts.label, missing_for=round(at - since, 3))
+            ts.missing = ts.missing_since = None
+        self._schedule_verify(st)
+
+    def _schedule_verify(self, st: CredentialState) -> None:
+        """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
+        due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
+        if self.scheduler is None or self._stopping or not due:
+            return
+        # The job re-arms itself as its last step; st.verifying keeps the reads serial.
+        schedule.arm(self.scheduler, f"verify:{st.name}", self._verify_job, [st.name], min(due))
+
+    async def _verify_job(self, name: str) -> None:
+        st = self.credentials.get(name)
+        if st is None or self._stopping or st.verifying:
+            return  # an instance in progress re-adds the job when it is done
+        if st.running:  # a run is writing: read back a little later, not in the middle of it
+            for ts in st.targets:
+                if ts.verify_at is not None:
+                    ts.verify_at = max(ts.verify_at, self.clock() + verify.MIN_VERIFY_GAP)
+        else:
+            st.verifying = True
+            try:
+                lost = await self._verify_targets(st)
+            finally:
+                st.verifying = False
+            if lost and not st.running and self.credentials.get(name) is st:
+                self._schedule(st)  # a target lost its token: the run writes it again now
+        self._schedule_verify(st)
+
+    async def _verify_targets(self, st: CredentialState) -> bool:
+        """Read back the targets whose check is due; True when one was found without its token."""
+        token = st.token
+        now = self.clock()
+        if token is None or token.expired(now):
+            return False
+        due = [
+            ts
+            for ts in st.targets
+            if ts.verify_at is not None and now >= ts.verify_at and ts.stored_fingerprint == token.fingerprint
+        ]
+        if not due:
+            return False
+        found = await asyncio.gather(*(self._verify_target(st, ts, token) for ts in due))
+        return any(found)
+
+    async def _verify_target(self, st: CredentialState, ts: TargetState, token: TokenPayload) -> bool:
+        ts.verify_at = None
+        try:
+            reason = await verify.target_problem(
+                ts.store, ts.cfg.key, ts.cfg, token, lambda p: self._implausible(st, p)
+            )
+        except Exception as exc:
+            reason = verify.lost_by_error(exc)
+            if reason is None:
+                # Unknown is not missing: the store is unreachable, which the next write will tell.
+                log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
+                ts.verify_at = verify.next_verify(self.clock(), token.refresh_after, st.verify_interval)
+                return False
+        now = self.clock()
+        if ts.stored_fingerprint != token.fingerprint:
+            return False  # a run wrote (or failed) meanwhile: what was read is already out of date
+        if reason is None:
+            ts.verify_at = verify.next_verify(now, token.refresh_after, st.verify_interval)
+            return False
+        ts.missing, ts.missing_since = reason, now
+        ts.stored_fingerprint, ts.stored_expires_at, ts.retry_at = None, None, None
+        log.warning(
+            "target_missing",
+            credential=st.name,
+            target=ts.label,
+            fingerprint=token.fingerprint,
+            reason=reason,
+            action="rewrite",
+        )
+        return True
 
     # ------------------------------------------------------------------ the run
 
@@ -657,6 +797,18 @@ class Engine:
                     action="will overwrite",
                 )
                 continue
+            reason = self._implausible(st, payload)
+            if reason is not None:
+                # Never served, never copied to the other targets: the first mint overwrites it.
+                log.warning(
+                    "adopt_refused",
+                    credential=st.name,
+                    target=ts.label,
+                    stored_fingerprint=payload.fingerprint,
+                    reason=reason,
+                    action="will overwrite",
+                )
+                continue
             if not payload.expired(now):
                 ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
                 ts.last_success = now
@@ -666,6 +818,9 @@ class Engine:
         best = max(candidates, key=lambda p: p.expires_at)
         if policy.is_fresh(best.issued_at, best.expires_at, now, st.policy):
             self._set_token(st, self._rebase(st, best))
+            for ts in st.targets:
+                if ts.stored_fingerprint == best.fingerprint:
+                    self._verified(st, ts, best, now)
             st.adopted = True
             st.state = "ok"
             log.info(
@@ -973,6 +1128,8 @@ class Engine:
                             "failures": ts.failures,
                             "last_error": ts.last_error,
                             "fresh": ts.stored_expires_at is not None and ts.stored_expires_at > now,
+                            "missing": ts.missing,
+                            "missing_since": to_rfc3339(ts.missing_since) if ts.missing_since else None,
                         }
                         for ts in st.targets
                     ],
@@ -991,7 +1148,10 @@ class Engine:
         for st in self.credentials.values():
             for ts in st.targets:
                 if ts.stored_expires_at is None or ts.stored_expires_at <= now:
-                    reason = "expired" if ts.stored_expires_at is not None else "no token written yet"
+                    if ts.missing is not None:
+                        reason = f"missing: {ts.missing}"
+                    else:
+                        reason = "expired" if ts.stored_expires_at is not None else "no token written yet"
                     out.append(
                         {
                             "credential": st.name,

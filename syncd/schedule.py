@@ -27,7 +27,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-__all__ = ["UNBOUNDED_INSTANCES", "WATCHDOG_GRACE", "CredentialJobs", "Lost", "is_lost", "job_id"]
+__all__ = ["UNBOUNDED_INSTANCES", "WATCHDOG_GRACE", "CredentialJobs", "Lost", "arm", "is_lost", "job_id"]
 
 #: APScheduler's per-job instance limit, set out of reach: the engine decides what runs.
 UNBOUNDED_INSTANCES = sys.maxsize
@@ -61,6 +61,26 @@ def is_lost(planned: float | None, now: float, *, running: bool, armed_at: float
     return armed_at is None or armed_at - planned > grace
 
 
+def arm(
+    scheduler: AsyncIOScheduler, job: str, run: Callable[..., Awaitable[None]], args: list[object], when: float
+) -> None:
+    """Make ``when`` the one next run of the date job ``job`` (replacing it), with no instance limit.
+
+    The limit is out of reach for the reason in the module docstring: a job that re-arms itself
+    as its last step would otherwise lose a next run that is already due.
+    """
+    scheduler.add_job(
+        run,
+        DateTrigger(run_date=datetime.fromtimestamp(when, UTC)),
+        args=args,
+        id=job,
+        replace_existing=True,
+        misfire_grace_time=None,
+        coalesce=True,
+        max_instances=UNBOUNDED_INSTANCES,
+    )
+
+
 class CredentialJobs:
     """The scheduler's jobs for credentials: arm (or move), cancel, and look up a fire time."""
 
@@ -70,16 +90,7 @@ class CredentialJobs:
 
     def arm(self, name: str, when: float) -> None:
         """Make ``when`` the credential's one next run (replacing any job it had)."""
-        self.scheduler.add_job(
-            self._run,
-            DateTrigger(run_date=datetime.fromtimestamp(when, UTC)),
-            args=[name, when],
-            id=job_id(name),
-            replace_existing=True,
-            misfire_grace_time=None,
-            coalesce=True,
-            max_instances=UNBOUNDED_INSTANCES,
-        )
+        arm(self.scheduler, job_id(name), self._run, [name, when], when)
 
     def cancel(self, name: str) -> None:
         with contextlib.suppress(JobLookupError):

@@ -18,7 +18,9 @@ makes 576 versions a day). This store is built around that fact:
   retried PutSecretValue never makes a second version.
 * A per-secret memory of what is stored (filled by ``read()`` at start-up and by
   every write) skips unchanged writes without a GetSecretValue before each Put:
-  one API call per rotation, not two.
+  one API call per rotation, not two. The index is read again once per round of
+  the slots (so one deleted by hand comes back), and ``verify()`` (the read-back
+  between rotations) refreshes the memory of every secret it reads.
 
 What a Secrets Manager secret holds (the wire format consumers rely on): the
 SecretString is ``payload.render(format)``, the JSON payload or, for
@@ -141,6 +143,7 @@ class SecretsManagerStore(AwsStore):
         self._seen: dict[str, _Seen] = {}
         self._arns: dict[str, str] = {}
         self._auto_slots: dict[str, int] = {}
+        self._index_writes: dict[str, int] = {}
 
     @classmethod
     def from_config(cls, name: str, config: StoreConfig) -> SecretsManagerStore:
@@ -414,6 +417,42 @@ class SecretsManagerStore(AwsStore):
         except PayloadError as exc:
             raise FatalStoreError(str(exc), code="payload") from None
 
+    async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
+        """Between rotations (syncd.verify): does ``key`` still serve ``payload`` to consumers?
+
+        Cost: one GetSecretValue per check for a plain secret; with slots one
+        BatchGetSecretValue (up to 20 ids: the index and the slots) per check. The read
+        refreshes the store's memory of each secret, so the rewrite that follows a loss is
+        not skipped as "already written" and a deleted index document is written again.
+        """
+        fmt, slots = _options(target)
+        self._validate(key, slots, fmt)
+        self._ready()
+        if slots is None:
+            text = await self._get(key)
+            if text is None:
+                return "the secret does not exist any more (or has no current value)"
+            seen = self._seen.get(key)
+            if seen is None or seen.content != payload.fingerprint:
+                return "the secret holds another value than the token syncd wrote"
+            return None
+        n = slots if isinstance(slots, int) else self._auto_slots.get(key)
+        if n is None:
+            await self._learn([key])
+            n = self._seen[key].slots if key in self._seen else None
+            if n is None:
+                return f"the slot index document {key} is missing or not an index"
+        names = slot_names(key, n)
+        _, errors = await self._fetch([key, *names])
+        if errors:
+            raise next(iter(errors.values()))
+        index = self._seen.get(key)
+        if index is None or index.content != content_id(_canonical(slot_index_doc(names))):
+            return f"the slot index document {key} is missing or does not list the {n} slots"
+        if not any(self._seen.get(s) is not None and self._seen[s].content == payload.fingerprint for s in names):
+            return f"no slot of {key} holds the token syncd wrote (a slot secret was deleted?)"
+        return None
+
     # ------------------------------------------------------------------ writing
 
     async def _create(self, secret_id: str, text: str, token: str) -> str | None:
@@ -514,6 +553,13 @@ class SecretsManagerStore(AwsStore):
     async def _ensure_index(self, key: str, names: list[str]) -> bool:
         doc = slot_index_doc(names)
         ident = content_id(_canonical(doc))
+        # Once per round of the slots, look again instead of trusting the memory: an index
+        # deleted by hand would otherwise never come back (it is written only when it changes),
+        # even with the read-back between rotations turned off. One read per N writes.
+        self._index_writes[key] = self._index_writes.get(key, 0) + 1
+        if self._index_writes[key] % len(names) == 0:
+            self._seen.pop(key, None)
+            await self._learn([key])
         seen = self._seen.get(key)
         if seen is not None and seen.content == ident:
             return False

@@ -214,6 +214,21 @@ class SsmStore(AwsStore):
         except PayloadError as exc:
             raise FatalStoreError(str(exc), code="payload") from None
 
+    async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
+        """Between rotations (syncd.verify): one GetParameter; also judges ``raw`` values, which ``read`` cannot.
+
+        The read refreshes the memory of what the parameter holds, so the rewrite that follows a
+        loss is not skipped as "already written".
+        """
+        self._validate(key)
+        self._ready()
+        text = await self._get(key)
+        if text is None:
+            return "the parameter does not exist any more (deleted)"
+        if _stored_token(text)[0] != payload.fingerprint:
+            return "the parameter holds another value than the token syncd wrote"
+        return None
+
     # ------------------------------------------------------------------ writing
 
     async def _labels_of_oldest(self, name: str, version: str | None) -> list[str]:

@@ -88,7 +88,19 @@ class Finding:
 
 @runtime_checkable
 class Store(Protocol):
-    """DESIGN.md "Store interface". ``target`` carries per-target options (format, mode, slots)."""
+    """DESIGN.md "Store interface". ``target`` carries per-target options (format, mode, slots).
+
+    Optional: ``async def verify(self, key, payload, *, target=None) -> str | None``, the
+    reason the target no longer serves ``payload`` to consumers (None: it does). The engine
+    calls it between rotations (syncd.verify) when a store has it, else ``read``. A store
+    whose ``read`` cannot judge a value (``raw`` without metadata) or that has more than one
+    object per target (an index) should implement it, and refresh any "already written"
+    memory while doing so, so the rewrite that follows a loss is not skipped.
+
+    ``WriteResult.adopted``: after offering a token, a store must know the path's current
+    version, so that writing the same payload again overwrites it; the engine does that
+    when it refuses the offered token as implausible (policy.implausible).
+    """
 
     name: str
 

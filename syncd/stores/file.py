@@ -5,6 +5,22 @@ directory) so a reader sees the old token or the new one, never half of one.
 ``raw`` targets hold the bare token; its public fields go to a hidden sidecar
 ``.<name>.syncd.json`` so ``read`` (start-up adoption, ``syncd inspect``) still
 knows when it expires.
+
+Symlinks are never followed below the configured directory. The directory is
+opened once (``O_DIRECTORY | O_NOFOLLOW``) and every name is resolved relative to
+that descriptor, one component at a time with ``O_NOFOLLOW``: a file or
+subdirectory swapped for a symlink is refused (``ELOOP``), never written or read
+through. The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and
+renamed with ``src_dir_fd``/``dst_dir_fd``.
+
+If the configured directory itself is replaced after start: before each use the
+store compares the path with the directory it holds open (one ``lstat``). A
+symlink there is refused with an error naming it (the daemon does not write
+into a renamed-away directory that consumers no longer see, nor through the
+link). A missing directory is created again (``create_directory``); a real
+directory that replaced it is opened again (without following links) only if
+it has the owner of the one opened before, so a directory planted by another
+user is refused too.
 """
 
 from __future__ import annotations
@@ -14,18 +30,83 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
+import secrets
+import stat
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncd import logs
 from syncd.payload import PayloadError, TokenPayload
 from syncd.stores.base import FatalStoreError, Finding, StoreError, TransientStoreError, WriteResult
 
 if TYPE_CHECKING:
     from syncd.config import FileStoreConfig, StoreConfig, TargetConfig
 
+log = logs.get_logger("syncd.stores.file")
 
-def _oserror(exc: OSError, action: str, path: Path) -> StoreError:
+NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, tmpfs)
+_TEMP_EXTRA = len(".") + len(".12345678.tmp")  # "." + name + "." + 8 hex + ".tmp"
+_SIDECAR_EXTRA = len(".") + len(".syncd.json")
+MAX_READ = 1 << 20  # a token file is a few KiB; a bigger one is not ours
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LINK_ERRNOS = (errno.ELOOP, errno.ENOTDIR)
+
+
+def _who() -> str:
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def key_problem(key: str, fmt: str = "json") -> str | None:
+    """Why ``key`` cannot name a file under the store directory, or None (pure; used by the config check).
+
+    Each component must be a plain name (no ``..``, no empty part) and short enough that
+    the temp file next to it (and the ``raw`` sidecar's temp file) fits ``NAME_MAX``:
+    a name that fits but whose temp file does not would fail every write, forever.
+    """
+    if not key or key.startswith("/") or "\x00" in key:
+        return "must be a relative file name inside the store directory"
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "must not contain empty, '.' or '..' components (it must stay inside the store directory)"
+    return name_length_problem(key, fmt)
+
+
+def name_length_problem(key: str, fmt: str = "json") -> str | None:
+    """The part of `key_problem` about ``NAME_MAX``: a configuration error (exit 2), not a write failing forever."""
+    parts = key.split("/")
+    for part in parts[:-1]:
+        if len(part.encode()) > NAME_MAX:
+            return f"directory name {part[:20]!r}... is longer than {NAME_MAX} bytes"
+    extra = _TEMP_EXTRA + (_SIDECAR_EXTRA if fmt == "raw" else 0)
+    size = len(parts[-1].encode())
+    if size + extra > NAME_MAX:
+        return (
+            f"file name is {size} bytes; with its temp file name (+{extra}) it exceeds the {NAME_MAX}-byte "
+            f"file-name limit: use a name of at most {NAME_MAX - extra} bytes"
+        )
+    return None
+
+
+def _mode_of(path: Path) -> int | None:
+    """The mode of the directory a failed operation was in (best effort, for the message)."""
+    for candidate in (path, path.parent):
+        try:
+            st = os.stat(candidate, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    return None
+
+
+def _oserror(exc: OSError, action: str, path: Path, mode: int | None = None) -> StoreError:
     """Translate an OS error into what the operator has to do about it."""
     code = errno.errorcode.get(exc.errno or 0, "OSError")
     if exc.errno == errno.ENOSPC:
@@ -38,16 +119,27 @@ def _oserror(exc: OSError, action: str, path: Path) -> StoreError:
         return TransientStoreError(f"cannot {action} {path}: disk quota exceeded (EDQUOT)", code=code)
     if exc.errno == errno.EROFS:
         return FatalStoreError(
-            f"cannot {action} {path}: the file system is read-only (EROFS); mount a writable volume there "
-            "(in Kubernetes an emptyDir, since the root file system is read-only)",
+            f"cannot {action} {path} as {_who()}: the file system is read-only (EROFS); mount a writable volume "
+            "there (in Kubernetes an emptyDir, since the root file system is read-only)",
             code=code,
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
+        if mode is None:
+            mode = _mode_of(path)
+        shown = f"mode {mode:04o}" if mode is not None else "a mode that could not be read"
         return FatalStoreError(
-            f"cannot {action} {path}: permission denied for uid {os.getuid()}; give that user write access "
-            "to the directory (or set fsGroup in Kubernetes)",
+            f"cannot {action} {path}: permission denied ({code}) for {_who()}; the directory has {shown}: give "
+            "that user write access to it (chown/chmod, or set fsGroup in Kubernetes)",
             code=code,
         )
+    if exc.errno == errno.ELOOP:
+        return FatalStoreError(
+            f"cannot {action} {path}: it is a symbolic link and syncd does not follow links in its store "
+            "directory; remove the link (syncd then writes a regular file there)",
+            code=code,
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return FatalStoreError(f"cannot {action} {path}: the name is too long ({code}); use a shorter key", code=code)
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT):
         return FatalStoreError(f"cannot {action} {path}: {exc.strerror} ({code}); fix the store directory", code=code)
     return TransientStoreError(f"cannot {action} {path}: {exc.strerror or exc} ({code})", code=code)
@@ -60,7 +152,14 @@ class FileStore:
         self.name = name
         self.config = config
         self.directory = Path(config.directory)
-        self._paths: dict[str, Path] = {}  # keys come from the config: check each once
+        self._lock = threading.Lock()
+        self._dir_fd: int | None = None
+        self._dir_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the directory held open
+        self._dir_uid: int | None = None
+        # Descriptors of replaced directories: closed at aclose only, since a write in another
+        # thread may still use one and a closed number could be reused by an unrelated open.
+        self._retired: list[int] = []
+        self._planned_directory = False  # the directory's own findings are given once per store
 
     @classmethod
     def from_config(cls, name: str, config: StoreConfig) -> FileStore:
@@ -73,51 +172,142 @@ class FileStore:
     # ------------------------------------------------------------------ paths
 
     def path_for(self, key: str) -> Path:
-        """The file for ``key``; a key that escapes the directory is refused.
-
-        Resolving is a realpath with an lstat per component (~50 us), so it is done once
-        per key (keys are fixed by the config). A component replaced by a symlink after
-        that first check is not re-checked: the directory is syncd's own (mode 0700), and
-        whoever can swap its entries already runs as syncd.
-        """
-        cached = self._paths.get(key)
-        if cached is not None:
-            return cached
-        path = self._check_path(key)
-        self._paths[key] = path
-        return path
-
-    def _check_path(self, key: str) -> Path:
-        if not key or key.startswith("/") or "\x00" in key:
-            raise FatalStoreError(f"store {self.name!r}: key {key!r} must be a relative file name")
-        root = self.directory.resolve()
-        path = (root / key).resolve()
-        if path == root or root not in path.parents:
-            raise FatalStoreError(
-                f"store {self.name!r}: key {key!r} escapes the store directory {root}; use a name inside it"
-            )
-        return path
+        """The path ``key`` names (for messages and ``location``); a key that escapes is refused."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise FatalStoreError(f"store {self.name!r}: key {key!r} {problem}")
+        return self.directory / key
 
     @staticmethod
     def sidecar_for(path: Path) -> Path:
         return path.with_name(f".{path.name}.syncd.json")
 
-    # ------------------------------------------------------------------ write
+    def _root(self, *, create: bool = True) -> int | None:
+        """The directory's descriptor, re-opened (never through a link) if the path now names another one.
 
-    def _ensure_dir(self, path: Path) -> None:
-        if path.parent.is_dir():
-            return
+        None when the directory does not exist and ``create`` is false (a read: nothing stored).
+        """
+        with self._lock:
+            try:
+                st: os.stat_result | None = os.lstat(self.directory)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise _oserror(exc, "open directory", self.directory) from None
+            if self._dir_fd is not None and st is not None and (st.st_dev, st.st_ino) == self._dir_id:
+                return self._dir_fd
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                since = " (it replaced the directory opened earlier)" if self._dir_fd is not None else ""
+                raise FatalStoreError(
+                    f"store {self.name!r}: {self.directory} is a symbolic link{since}; syncd does not follow a link "
+                    "there: configure the real directory, or remove the link",
+                    code="ELOOP",
+                )
+            if st is None:
+                if not create:
+                    return None
+                self._create_directory()
+            try:
+                fd = os.open(self.directory, _DIR_FLAGS)
+            except OSError as exc:
+                raise _oserror(exc, "open directory", self.directory) from None
+            opened = os.fstat(fd)
+            if self._dir_uid is not None and opened.st_uid != self._dir_uid:
+                os.close(fd)
+                raise FatalStoreError(
+                    f"store {self.name!r}: {self.directory} was replaced by a directory owned by uid {opened.st_uid} "
+                    f"(the one opened before was owned by uid {self._dir_uid}); refusing to write tokens into it: "
+                    "restore the directory",
+                    code="replaced",
+                )
+            if self._dir_fd is not None:
+                self._retired.append(self._dir_fd)
+                log.warning("file_store_reopened", store=self.name, directory=str(self.directory))
+            self._dir_fd, self._dir_id, self._dir_uid = fd, (opened.st_dev, opened.st_ino), opened.st_uid
+            return fd
+
+    def _create_directory(self) -> None:
         if not self.config.create_directory:
             raise FatalStoreError(
-                f"store {self.name!r}: directory {path.parent} does not exist and create_directory is false"
+                f"store {self.name!r}: directory {self.directory} does not exist and create_directory is false"
             )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=self.config.dir_mode)
+            self.directory.parent.mkdir(parents=True, exist_ok=True, mode=self.config.dir_mode)
+            os.mkdir(self.directory, self.config.dir_mode)
+        except FileExistsError:
+            pass  # made meanwhile by someone else: opened below without following a link
         except OSError as exc:
-            raise _oserror(exc, "create directory", path.parent) from None
+            raise _oserror(exc, "create directory", self.directory) from None
 
-    def _atomic_write(self, path: Path, data: bytes, mode: int) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    def _dir_mode(self, fd: int) -> int | None:
+        try:
+            return stat.S_IMODE(os.fstat(fd).st_mode)
+        except OSError:
+            return None
+
+    def _walk(self, key: str, *, create: bool) -> tuple[int, str, bool] | None:
+        """(descriptor of the file's directory, file name, whether the caller must close it).
+
+        None when reading (``create`` false) and a directory on the way does not exist.
+        """
+        self.path_for(key)
+        root = self._root(create=create)
+        if root is None:
+            return None
+        fd = root
+        *dirs, name = key.split("/")
+        owned = False
+        here = self.directory
+        for part in dirs:
+            here = here / part
+            try:
+                try:
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        if owned:
+                            os.close(fd)
+                        return None
+                    if not self.config.create_directory:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, self.config.dir_mode, dir_fd=fd)
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if owned:
+                    os.close(fd)
+                if exc.errno in _LINK_ERRNOS:
+                    raise FatalStoreError(
+                        f"store {self.name!r}: {here} is a symbolic link or not a directory; syncd does not follow "
+                        "links in its store directory: remove it (syncd then creates the directory)",
+                        code=errno.errorcode.get(exc.errno or 0, "ELOOP"),
+                    ) from None
+                raise _oserror(exc, "open directory", here, self._dir_mode(fd)) from None
+            if owned:
+                os.close(fd)
+            fd, owned = nxt, True
+        return fd, name, owned
+
+    # ------------------------------------------------------------------ write
+
+    def _atomic_write(self, dfd: int, name: str, path: Path, data: bytes, mode: int) -> None:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise FatalStoreError(
+                f"store {self.name!r}: {path} is a symbolic link; syncd does not write through (or over) a link in "
+                "its store directory: remove it (syncd then writes a regular file there)",
+                code="ELOOP",
+            )
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        except OSError as exc:
+            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
         try:
             try:
                 os.fchmod(fd, mode)
@@ -129,32 +319,32 @@ class FileStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise _oserror(exc, "write", path) from None
+                os.unlink(tmp, dir_fd=dfd)
+            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
         if self.config.fsync:
-            try:
-                dfd = os.open(path.parent, os.O_RDONLY)
-            except OSError:
-                return
-            try:
+            # Some file systems refuse fsync on a directory; the rename is still atomic.
+            with contextlib.suppress(OSError):
                 os.fsync(dfd)
-            except OSError:
-                pass  # some file systems refuse fsync on a directory; the rename is still atomic
-            finally:
-                os.close(dfd)
 
     def _write_sync(self, key: str, payload: TokenPayload, target: TargetConfig | None) -> WriteResult:
         path = self.path_for(key)
-        self._ensure_dir(path)
         fmt = target.format if target else "json"
         mode = target.mode if target and target.mode is not None else self.config.mode
-        if fmt == "raw":
-            meta = json.dumps(payload.public_dict(), separators=(",", ":")).encode()
-            self._atomic_write(self.sidecar_for(path), meta, mode)
-        self._atomic_write(path, payload.render(fmt).encode(), mode)
+        walked = self._walk(key, create=True)
+        assert walked is not None  # creating: every directory exists or an error was raised
+        dfd, name, owned = walked
+        try:
+            if fmt == "raw":
+                meta = json.dumps(payload.public_dict(), separators=(",", ":")).encode()
+                side = f".{name}.syncd.json"
+                self._atomic_write(dfd, side, self.sidecar_for(path), meta, mode)
+            self._atomic_write(dfd, name, path, payload.render(fmt).encode(), mode)
+        finally:
+            if owned:
+                os.close(dfd)
         return WriteResult(written=True, location=str(path))
 
     async def write(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> WriteResult:
@@ -163,44 +353,108 @@ class FileStore:
 
     # ------------------------------------------------------------------ read
 
-    def _read_sync(self, key: str, target: TargetConfig | None) -> TokenPayload | None:
-        path = self.path_for(key)
+    def _read_file(self, dfd: int, name: str, path: Path) -> str | None:
         try:
-            text = path.read_text(encoding="utf-8")
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
         except FileNotFoundError:
             return None
-        except UnicodeDecodeError:
-            raise FatalStoreError(f"{path}: not UTF-8 text (not a syncd payload)", code="payload") from None
+        except OSError as exc:
+            raise _oserror(exc, "read", path, self._dir_mode(dfd)) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FatalStoreError(f"{path}: not a regular file (not a syncd payload)", code="payload")
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := os.read(fd, 65536):
+                size += len(chunk)
+                if size > MAX_READ:
+                    raise FatalStoreError(f"{path}: larger than {MAX_READ} bytes (not a syncd payload)", code="payload")
+                chunks.append(chunk)
         except OSError as exc:
             raise _oserror(exc, "read", path) from None
-        source = str(path)
-        fmt = target.format if target else "json"
+        finally:
+            os.close(fd)
         try:
-            if fmt == "raw":
-                try:
-                    meta: Any = json.loads(self.sidecar_for(path).read_text(encoding="utf-8"))
-                except FileNotFoundError:
-                    raise PayloadError(f"{source}: raw token without its metadata sidecar") from None
-                except (OSError, ValueError) as exc:
-                    raise PayloadError(f"{source}: unreadable metadata sidecar ({exc.__class__.__name__})") from None
-                return TokenPayload.from_metadata(text.strip(), meta, source=source)
-            return TokenPayload.from_json(text, source=source)
-        except PayloadError as exc:
-            raise FatalStoreError(str(exc), code="payload") from None
+            return b"".join(chunks).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FatalStoreError(f"{path}: not UTF-8 text (not a syncd payload)", code="payload") from None
+
+    def _read_sync(self, key: str, target: TargetConfig | None) -> TokenPayload | None:
+        path = self.path_for(key)
+        walked = self._walk(key, create=False)
+        if walked is None:
+            return None  # the directory (or a subdirectory) does not exist (yet): no token there
+        dfd, name, owned = walked
+        try:
+            text = self._read_file(dfd, name, path)
+            if text is None:
+                return None
+            source = str(path)
+            fmt = target.format if target else "json"
+            try:
+                if fmt == "raw":
+                    side = self.sidecar_for(path)
+                    try:
+                        meta_text = self._read_file(dfd, side.name, side)
+                        meta: Any = json.loads(meta_text) if meta_text is not None else None
+                    except (StoreError, ValueError) as exc:
+                        raise PayloadError(
+                            f"{source}: unreadable metadata sidecar ({exc.__class__.__name__})"
+                        ) from None
+                    if meta is None:
+                        raise PayloadError(f"{source}: raw token without its metadata sidecar")
+                    return TokenPayload.from_metadata(text.strip(), meta, source=source)
+                return TokenPayload.from_json(text, source=source)
+            except PayloadError as exc:
+                raise FatalStoreError(str(exc), code="payload") from None
+        finally:
+            if owned:
+                os.close(dfd)
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
         return await asyncio.to_thread(self._read_sync, key, target)
 
     async def aclose(self) -> None:
-        return None
+        with self._lock:
+            for fd in [*self._retired, *([self._dir_fd] if self._dir_fd is not None else [])]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._retired, self._dir_fd, self._dir_id = [], None, None
+
+    def _directory_findings(self) -> list[Finding]:
+        try:
+            st = os.lstat(self.directory)
+        except OSError:
+            return []
+        subject = f"{self.name} ({self.directory})"
+        if stat.S_ISLNK(st.st_mode):
+            return [
+                Finding(
+                    "error",
+                    subject,
+                    f"the store directory {self.directory} is a symbolic link; syncd does not follow it",
+                    f"set directory to the real path ({os.path.realpath(self.directory)})",
+                )
+            ]
+        if stat.S_IMODE(st.st_mode) & 0o022:
+            return [
+                Finding(
+                    "warning",
+                    subject,
+                    f"the store directory {self.directory} is group/world-writable (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}): another user can replace token files or plant links there",
+                    f"chmod 0700 {self.directory} (dir_mode) or use a directory only syncd can write",
+                )
+            ]
+        return []
 
     def plan(self, key: str, writes_per_day: float, *, target: TargetConfig | None = None) -> list[Finding]:
         findings: list[Finding] = []
         subject = f"{self.name}:{key}"
-        try:
-            path = self.path_for(key)
-        except StoreError as exc:
-            return [Finding("error", subject, str(exc))]
+        fmt = target.format if target else "json"
+        problem = key_problem(key, fmt)
+        if problem is not None:
+            return [Finding("error", subject, f"key {key!r} {problem}")]
         mode = target.mode if target and target.mode is not None else self.config.mode
         if mode & 0o007:
             findings.append(
@@ -211,6 +465,11 @@ class FileStore:
                     "use 0600 or 0640",
                 )
             )
+        if not self._planned_directory:
+            # About the directory, not the key: said once per store, not once per credential.
+            self._planned_directory = True
+            findings.extend(self._directory_findings())
+        path = self.directory / key
         existing = next((p for p in [path.parent, *path.parents] if p.exists()), None)
         if (
             existing is not None
@@ -221,7 +480,7 @@ class FileStore:
                 Finding(
                     "warning",
                     subject,
-                    f"{existing} is not writable by uid {os.getuid()}",
+                    f"{existing} is not writable by {_who()}",
                     "fix the directory permissions or mount a writable volume",
                 )
             )
