@@ -16,9 +16,11 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from syncd.policy import EXPIRY_SLACK
-
 PAYLOAD_VERSION = 1
+
+#: Two expiries of one token closer than this are the same expiry: stored times keep
+#: milliseconds, and a caching IdP's repeated answers differ by the round trip.
+EXPIRY_SLACK = 1.0
 Format = Literal["json", "raw"]
 
 

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from syncd.payload import TokenPayload, fingerprint
+from syncd.payload import EXPIRY_SLACK, TokenPayload, fingerprint
 
 __all__ = [
     "DEFAULT_RETRY_ALLOWANCE",
@@ -296,9 +296,8 @@ def slots_needed(lifetime: float, policy: RefreshPolicy, max_versions_per_day: f
 
 # --------------------------------------------------------------------------- hostile IdPs
 
-#: Two expiries of one token closer than this are the same expiry: stored times keep
-#: milliseconds, and a caching IdP's repeated answers differ by the round trip.
-EXPIRY_SLACK = 1.0
+# EXPIRY_SLACK (imported from syncd.payload, which needs it for holds_token): two expiries
+# of one token closer than that are the same expiry.
 
 #: Largest share of a token's lifetime one mint may take. A mint that hangs for
 #: longer than this eats the margin the refresh schedule keeps before expiry.
