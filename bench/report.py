@@ -1053,7 +1053,7 @@ def fixes_section(results: dict[str, Any]) -> str:
             + f", the same POST with aiohttp's client ~{hc['aiohttp_post_us']:,.0f} µs.** httpx goes through "
             "httpcore's connection pool, "
             "anyio cancel scopes and a per-request cookie jar pass; at 67 rotations/s that is "
-            f"~{67 * best / 1e6:.2f} of a core before anything is written. This is a design choice (DESIGN.md "
+            f"~{67 * best / 1e6:.2f} of a core before anything is written. This is a design choice (design.md "
             "names httpx for `oauth`), not an engine bug, so it is only an option: behind `mint()`'s small "
             "contract, an `aiohttp.ClientSession` transport (aiohttp is already a dependency, for the server) "
             f"would save ~{best - hc['aiohttp_post_us']:,.0f} µs per rotation, more than every engine fix above "

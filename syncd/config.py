@@ -1,4 +1,4 @@
-"""Configuration: the TOML schema of DESIGN.md, validated with pydantic-settings.
+"""Configuration: the TOML schema of docs/design.md "Configuration", validated with pydantic-settings.
 
 Sources, highest priority first: ``SYNCD_`` environment variables (``__``
 separates nesting, e.g. ``SYNCD_DAEMON__LOG_LEVEL=debug``), then the TOML file.

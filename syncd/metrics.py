@@ -1,4 +1,4 @@
-"""Prometheus collectors (DESIGN.md "Metrics").
+"""Prometheus collectors (docs/design.md "Metrics").
 
 Each daemon owns one ``CollectorRegistry`` (not the process-global default) so
 tests can run several engines in one process and count exactly. Histograms

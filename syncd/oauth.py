@@ -9,7 +9,7 @@ exception message, which is therefore written to be safe and actionable on its
 own: it names the credential, the status, the OAuth error and the fix, and it
 never contains the client secret, the ``Authorization`` header or a token.
 
-The rules implemented here are the "Minting rules" of DESIGN.md.
+The rules implemented here are the "Minting rules" of docs/design.md.
 """
 
 from __future__ import annotations

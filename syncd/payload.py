@@ -110,7 +110,7 @@ class TokenPayload:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The document of DESIGN.md "Payload", token included (for stores only)."""
+        """The document of docs/design.md "Payload", token included (for stores only)."""
         doc = self.public_dict()
         out: dict[str, Any] = {
             "version": doc["version"],

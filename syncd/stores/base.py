@@ -88,7 +88,7 @@ class Finding:
 
 @runtime_checkable
 class Store(Protocol):
-    """DESIGN.md "Store interface". ``target`` carries per-target options (format, mode, slots).
+    """docs/design.md "Store interface". ``target`` carries per-target options (format, mode, slots).
 
     Optional: ``async def verify(self, key, payload, *, target=None) -> str | None``, the
     reason the target no longer serves ``payload`` to consumers (None: it does). The engine

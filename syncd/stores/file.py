@@ -146,7 +146,7 @@ def _oserror(exc: OSError, action: str, path: Path, mode: int | None = None) -> 
 
 
 class FileStore:
-    """``type = "file"``: DESIGN.md Store interface over a local directory."""
+    """``type = "file"``: the Store interface (docs/design.md) over a local directory."""
 
     def __init__(self, name: str, config: FileStoreConfig) -> None:
         self.name = name

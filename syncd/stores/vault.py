@@ -463,7 +463,7 @@ def payload_from_kv(data: Any, metadata: Any, *, source: str) -> TokenPayload:
 
 
 class VaultStore(ThreadedStore):
-    """``type = "vault"``: DESIGN.md Store interface over a Vault / OpenBao KV mount."""
+    """``type = "vault"``: the Store interface (docs/design.md) over a Vault / OpenBao KV mount."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """TokenReader against real stores: moto_server (Secrets Manager, SSM) and OpenBao (KV v2, v1).
 
 Payloads are written here directly with boto3 / hvac in the wire format of
-DESIGN.md, so these tests do not depend on the daemon's store modules.
+docs/design.md, so these tests do not depend on the daemon's store modules.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Prometheus series of DESIGN.md "Metrics": names, types, labels, life cycle of a credential's series."""
+"""The Prometheus series of docs/design.md "Metrics" (names listed in docs/operations.md): names, types, labels, life cycle of a credential's series."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from syncd import __version__
 from syncd.metrics import CONTENT_TYPE, Metrics
 
-# DESIGN.md "Metrics": family name (as the text parser reports it) -> (type, label names)
+# docs/design.md "Metrics" (names listed in docs/operations.md): family name (as the text parser reports it) -> (type, label names)
 DESIGN_METRICS: dict[str, tuple[str, set[str]]] = {
     "syncd_token_expiry_timestamp_seconds": ("gauge", {"credential"}),
     "syncd_target_token_expiry_timestamp_seconds": ("gauge", {"credential", "target"}),
@@ -48,10 +48,10 @@ def test_every_design_metric_with_its_type_and_labels():
     for name, (kind, labels) in DESIGN_METRICS.items():
         assert name in fams, f"{name} missing from /metrics"
         fam = fams[name]
-        assert fam.type == kind, f"{name} is a {fam.type}, DESIGN.md says {kind}"
+        assert fam.type == kind, f"{name} is a {fam.type}, docs/operations.md says {kind}"
         for sample in fam.samples:
             got = set(sample.labels) - {"le"}
-            assert got == labels, f"{sample.name} has labels {got}, DESIGN.md says {labels}"
+            assert got == labels, f"{sample.name} has labels {got}, docs/operations.md says {labels}"
     # the exposed sample names operators query
     names = {s.name for f in fams.values() for s in f.samples}
     assert {"syncd_mints_total", "syncd_writes_total", "syncd_mint_duration_seconds_bucket"} <= names

@@ -1,4 +1,4 @@
-"""Unit tests for the minting rules (DESIGN.md "Minting rules"), against httpx.MockTransport: no network."""
+"""Unit tests for the minting rules (docs/design.md "Minting rules"), against httpx.MockTransport: no network."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ async def test_status_has_every_design_field_and_never_a_token_or_secret(engine)
         doc = json.loads(text)
         assert doc["version"] == __version__ and from_rfc3339(doc["now"]) == pytest.approx(T0, abs=0.001)
         calm = next(c for c in doc["credentials"] if c["name"] == "calm")
-        # DESIGN.md: state, last mint, expires_at, next refresh, consecutive failures, last error
+        # docs/design.md "Health is about what consumers read": state, last mint, expires_at, next refresh, consecutive failures, last error
         assert calm["state"] == "degraded" and calm["healthy"] is False
         assert calm["fingerprint"] == tok.fingerprint
         assert from_rfc3339(calm["last_mint"]) == pytest.approx(T0 - 10, abs=0.001)
