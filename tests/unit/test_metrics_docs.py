@@ -17,6 +17,7 @@ def test_every_metric_is_documented_with_its_labels():
     # every labelled family needs one child to show its labels
     m.token_expiry.labels(credential="calm").set(1)
     m.next_refresh.labels(credential="calm").set(1)
+    m.token_lifetime.labels(credential="calm").set(300)
     m.target_token_expiry.labels(credential="calm", target="local:calm.json").set(1)
     m.target_last_success.labels(credential="calm", target="local:calm.json").set(1)
     m.write_duration.labels(store="local").observe(0.1)
