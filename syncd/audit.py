@@ -40,6 +40,7 @@ class TargetReport:
     fingerprint: str | None = None
     issued_at: float | None = None
     expires_at: float | None = None
+    refresh_after: float | None = None
     remaining: float | None = None
     remaining_fraction: float | None = None
 
@@ -57,6 +58,7 @@ class TargetReport:
             "fingerprint": self.fingerprint,
             "issued_at": to_rfc3339(self.issued_at) if self.issued_at else None,
             "expires_at": to_rfc3339(self.expires_at) if self.expires_at else None,
+            "refresh_after": to_rfc3339(self.refresh_after) if self.refresh_after else None,
             "remaining_seconds": round(self.remaining, 1) if self.remaining is not None else None,
             "remaining_fraction": round(self.remaining_fraction, 3) if self.remaining_fraction is not None else None,
         }
@@ -110,6 +112,7 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
                 "fingerprint": payload.fingerprint,
                 "issued_at": payload.issued_at,
                 "expires_at": payload.expires_at,
+                "refresh_after": payload.refresh_after,
                 "remaining": payload.remaining(t),
                 "remaining_fraction": payload.remaining_fraction(t),
             }
