@@ -56,7 +56,7 @@ def test_promtool_catches_a_rule_that_pages_too_late(tmp_path):
     """The cases can fail: with the lead-time fraction at 0.2 the pages come after t=225."""
     write_rule_file(
         tmp_path / "rules.yaml",
-        {"prometheusRule": {"alerts": {k: {"enabled": True, "remainingFraction": 0.2} for k in ("targetStale",)}}},
+        {"prometheusRule": {"alerts": {"targetStale": {"enabled": True, "remainingFraction": 0.2}}}},
     )
     shutil.copy(ALERTS_DIR / "syncd_test.yaml", tmp_path / "syncd_test.yaml")
     result = run(tool("promtool"), "test", "rules", "syncd_test.yaml", cwd=tmp_path)

@@ -139,3 +139,15 @@ def test_cli_rejects_bad_options_with_exit_2(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "--interval" in result.stderr and "--listen" in result.stderr and "host:port" in result.stderr
+
+
+def test_every_probe_metric_is_documented_with_its_labels():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    m = ProbeMetrics()
+    m.apply([report("fresh", **TOKEN)], NOW)
+    for metric in m.registry.collect():
+        name = metric.name + ("_total" if metric.type == "counter" else "")
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"{name} has no row in docs/operations.md"
+        for label in {label for s in metric.samples for label in s.labels}:
+            assert f"`{label}`" in row, f"{name}: label {label} is not in its row"
