@@ -19,6 +19,8 @@ reads. The measured lead times are printed (pytest -s) for docs/operations.md.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +31,7 @@ import pytest
 from syncd.payload import TokenPayload
 from tests.alert_rules import ALERT_NAMES, NAMESPACE, render_rule_groups
 from tests.conftest import OIDC_CLIENTS
-from tests.helpers import SyncdProcess, wait_for
+from tests.helpers import SYNCD, SyncdProcess, wait_for
 from tests.peers.prometheus import PrometheusServer
 from tests.peers.servers import OidcServer, free_port
 
@@ -236,3 +238,87 @@ def test_alerts_fire_for_their_fault_only_with_a_quarter_of_the_lifetime_left(pe
     for d in (first, second):
         for secret in env.values():
             assert secret not in d.log_text()
+
+
+def test_probe_series_carry_the_stored_token_alerts_once_the_daemon_is_dead(peers_installed, tmp_path):
+    """With probe.enabled the rules read `syncd probe`'s series: a dead daemon's stored tokens still page.
+
+    The probe runs as its own process with the same config and no client secret in its
+    environment (it never needs one). After the daemon is killed, SyncdTargetStale fires from
+    the probe's series (job syncd-probe) for every target, with a quarter of the lifetime left.
+    """
+    out = tmp_path / "out"
+    env = {f"SECRET_{name.upper()}": c.client_secret for name, c in CLIENTS.items()}
+    rules = render_rule_groups(
+        {
+            "probe": {"enabled": True},
+            "prometheusRule": {"lookback": "10m", "alerts": {"absent": {"enabled": True, "after": "8s"}}},
+        }
+    )
+    port, probe_port = free_port(), free_port()
+    idp = OidcServer(ttl=LIFETIME, clients=list(CLIENTS.values()))
+    idp.start()
+    prom = PrometheusServer(
+        rules, {JOB: [f"127.0.0.1:{port}"], f"{JOB}-probe": [f"127.0.0.1:{probe_port}"]}, namespace=NAMESPACE
+    )
+    config = daemon_config(idp, out, port)
+    daemon = SyncdProcess(config, tmp_path, env=env, name="daemon")
+    daemon.port = port
+    probe_log = (tmp_path / "probe.log").open("wb")
+    probe_env = {k: v for k, v in os.environ.items() if not k.startswith("SECRET_")}
+    probe: subprocess.Popen[bytes] | None = None
+    try:
+        daemon.start()
+        daemon.wait_http()
+        wait_for(lambda: all((out / p).exists() for p in TARGETS.values()), 20, what="first writes")
+        probe = subprocess.Popen(  # noqa: S603
+            [SYNCD, "probe", "-c", str(daemon.config_path), "--listen", f"127.0.0.1:{probe_port}", "--interval", "1"],
+            stdout=probe_log,
+            stderr=subprocess.STDOUT,
+            env=probe_env,
+        )
+        prom.start()
+        probe_expiry = 'syncd_probe_target_expiry_timestamp_seconds{job="syncd-probe"}'
+        wait_for(lambda: len(prom.query(probe_expiry)) == len(TARGETS), 30, what="the probe's first scrape")
+        # The probe reports what the store holds.
+        for sample in prom.query(probe_expiry):
+            labels = sample["metric"]
+            path = out / TARGETS[(labels["credential"], labels["target"])]
+            assert (
+                abs(float(sample["value"][1]) - stored(path).expires_at) < 0.01
+                or stored(path).issued_at > time.time() - 3
+            )
+        # A brand-new Prometheus may evaluate SyncdAbsent's "nothing scraped for lookback"
+        # branch once before its first scrape: wait for that to clear, then nothing fires.
+        wait_for(lambda: prom.alerts() == [], 10, interval=0.25, what="no alert once scraped")
+        time.sleep(3)
+        assert prom.alerts() == []
+
+        daemon.signal(9)  # SIGKILL: no drain, no last write
+        assert daemon.proc is not None
+        daemon.proc.wait()
+        first_expiry = {k: stored(out / p).expires_at for k, p in TARGETS.items()}
+        want = {("SyncdTargetStale", c, t) for (c, t) in TARGETS} | {("SyncdAbsent", "", "")}
+        seen = watch(prom, want, timeout=LIFETIME + 10)
+        for c, t in TARGETS:
+            alert = seen[("SyncdTargetStale", c, t)]
+            assert alert["labels"]["job"] == f"{JOB}-probe" and alert["labels"]["namespace"] == NAMESPACE
+            lead = first_expiry[(c, t)] - active_at(alert)
+            print(f"SyncdTargetStale {c}/{t} from the probe: {lead:.1f}s before expiry")
+            assert lead >= LEAD, f"{c}/{t}: paged {lead:.1f}s before expiry"
+        lead = min(first_expiry.values()) - active_at(seen[("SyncdAbsent", "", "")])
+        assert lead >= LEAD, f"SyncdAbsent paged {lead:.1f}s before the first stored token expires"
+    finally:
+        if probe is not None:
+            probe.terminate()
+            assert probe.wait(timeout=10) == 0, (tmp_path / "probe.log").read_text()
+        probe_log.close()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+        prom.cleanup()
+        idp.cleanup()
+    probe_text = (tmp_path / "probe.log").read_text()
+    assert '"event": "probe_started"' in probe_text and '"event": "probe_stopped"' in probe_text
+    for secret in env.values():
+        assert secret not in probe_text and secret not in daemon.log_text()
