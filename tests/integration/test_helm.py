@@ -771,3 +771,97 @@ def test_file_store_cannot_use_a_chart_directory(chart):
 def test_lint_reports_schema_errors():
     report = helm.lint(CHART_DIR, {**load_values("minimal"), "replicaCont": 3}, namespace=NAMESPACE)
     assert any("'replicaCont' not allowed" in e for e in report["errors"])
+
+
+# --------------------------------------------------------------------------- syncd probe
+
+PROBE_VALUES = {
+    "enabled": True,
+    "stores": {
+        "vault": {
+            "auth": {
+                "method": "approle",
+                "role_id": "probe-role",
+                "secret_id": {"existingSecret": "vault-probe", "key": "secret-id"},
+            }
+        }
+    },
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/syncd-read"}},
+}
+
+
+@pytest.fixture(scope="module")
+def with_probe(chart: helm.Chart) -> dict[str, list[dict[str, Any]]]:
+    values = load_values("full")
+    values["probe"] = PROBE_VALUES
+    return render(chart, values)
+
+
+def test_probe_objects_validate(with_probe):
+    probe_objects = with_probe["syncd/templates/probe.yaml"]
+    assert sorted(o["kind"] for o in probe_objects) == [
+        "ConfigMap", "Deployment", "Service", "ServiceAccount", "ServiceMonitor",
+    ]  # fmt: skip
+    for obj in probe_objects:
+        assert obj["metadata"]["name"] == "syncd-tokens-probe"
+        if obj["kind"] in CRD_KINDS:
+            check_crd_structure(obj)
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    values = load_values("full")
+    values["probe"] = PROBE_VALUES
+    report = helm.lint(CHART_DIR, values, namespace=NAMESPACE, kube_version="v1.29.0")
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_probe_runs_with_its_own_identity_and_no_client_secret(with_probe, tmp_path):
+    probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
+    spec = probe_objects["Deployment"]["spec"]["template"]["spec"]
+    daemon_spec = one(with_probe, "Deployment", "tokens")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "syncd-tokens-probe" != daemon_spec["serviceAccountName"]
+    assert probe_objects["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        "syncd-read"
+    )
+    (probe,) = spec["containers"]
+    assert probe["args"][0] == "probe"
+    assert spec["securityContext"]["runAsNonRoot"] and probe["securityContext"]["readOnlyRootFilesystem"]
+    # Only the stores' own references are mounted: none of the credentials' Secrets, and the
+    # daemon's Vault secret_id is replaced by the probe's.
+    secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    assert secrets == {"vault-probe"}
+    toml = probe_objects["ConfigMap"]["data"]["syncd.toml"]
+    parsed = tomllib.loads(toml)
+    assert {c["client_secret"]["env"] for c in parsed["credentials"]} == {"SYNCD_PROBE_READS_NO_CLIENT_SECRET"}
+    assert "service_account_file" not in toml and "vgs-credentials" not in toml
+    assert parsed["probe"]["listen"] == "[::]:9442"
+    assert parsed["stores"]["vault"]["auth"]["role_id"] == "probe-role"
+    # Same credentials and targets as the daemon.
+    daemon = tomllib.loads(with_probe["syncd/templates/configmap.yaml"][0]["data"]["syncd.toml"])
+    assert [(c["name"], c["targets"]) for c in parsed["credentials"]] == [
+        (c["name"], c["targets"]) for c in daemon["credentials"]
+    ]
+    path = tmp_path / "probe.toml"
+    path.write_text(toml, encoding="utf-8")
+    config = load_config(path)  # what `syncd probe` loads: valid without any client secret
+    assert config.probe.host_port == ("::", 9442)
+
+
+def test_probe_and_daemon_services_select_their_own_pods(with_probe):
+    probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
+    probe_pods = probe_objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    daemon_pods = one(with_probe, "Deployment", "tokens")["spec"]["template"]["metadata"]["labels"]
+    daemon_selector = one(with_probe, "Service", "tokens")["spec"]["selector"]
+    probe_selector = probe_objects["Service"]["spec"]["selector"]
+    assert probe_selector.items() <= probe_pods.items() and not probe_selector.items() <= daemon_pods.items()
+    assert daemon_selector.items() <= daemon_pods.items() and not daemon_selector.items() <= probe_pods.items()
+
+
+def test_alerts_use_the_probe_series_when_it_runs(with_probe):
+    rules = alert_rules(with_probe)
+    for name in ("SyncdTargetStale", "SyncdTokenExpiringSoon"):
+        expr = rules[name]["expr"]
+        assert 'syncd_probe_target_expiry_timestamp_seconds{job="syncd-tokens-probe",namespace="payments"}' in expr
+        assert "syncd_probe_target_lifetime_seconds" in expr and "syncd_target_token_expiry" not in expr
+    # What only the daemon knows stays on the daemon's series.
+    assert "syncd_probe" not in rules["SyncdRotationFailing"]["expr"] + rules["SyncdAbsent"]["expr"]
