@@ -40,7 +40,9 @@ import yaml
 from kubernetes_validate.utils import latest_version
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd.audit import TargetReport
 from syncd.config import load_config
+from syncd.probe import ProbeMetrics
 from tests.peers.fake_idp import FakeIdP, ok
 from tests.peers.servers import free_port
 
@@ -692,6 +694,14 @@ def test_every_metric_in_alerts_and_dashboard_is_exported(running_daemon, render
         text = resp.read().decode()
     exported = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
     assert "syncd_mints_total" in exported and "syncd_mint_duration_seconds_bucket" in exported
+    # What `syncd probe` serves (the same exporter code, fed one report of each status).
+    probe = ProbeMetrics()
+    probe.apply(
+        [TargetReport("calm", "local:calm.json", "fresh", issued_at=1.0, expires_at=2.0, refresh_after=1.5)], 3.0
+    )
+    probe_exported = {s.name for f in text_string_to_metric_families(probe.render().decode()) for s in f.samples}
+    assert "syncd_probe_target_expiry_timestamp_seconds" in probe_exported
+    exported |= probe_exported
 
     rules = alert_rules(rendered["full"])
     used: dict[str, set[str]] = {}
@@ -717,8 +727,35 @@ def test_every_metric_in_alerts_and_dashboard_is_exported(running_daemon, render
         "syncd_mint_duration_seconds_bucket",
         "syncd_write_duration_seconds_bucket",  # mint and write latency
         "syncd_schedule_lateness_seconds_bucket",  # schedule lateness
+        "syncd_probe_target_status",  # what the probe reads in the stores
     ):
         assert required in dashboard_names, required
+
+
+def test_dashboard_shows_time_to_expiry_per_target_from_daemon_and_probe():
+    """One panel, per credential and target, the stored token's time to expiry: both views."""
+    dashboard = json.loads((CHART_DIR / "dashboards" / "syncd.json").read_text(encoding="utf-8"))
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    panels = [
+        {
+            promql_metric_names(t["expr"]).pop(): t["expr"]
+            for t in p.get("targets", [])
+            if len(promql_metric_names(t["expr"])) == 1
+        }
+        for p in dashboard["panels"]
+    ]
+    both = [
+        p
+        for p in panels
+        if "syncd_target_token_expiry_timestamp_seconds" in p and "syncd_probe_target_expiry_timestamp_seconds" in p
+    ]
+    assert both, "no panel shows the daemon's and the probe's expiry together"
+    for expr in both[0].values():
+        assert expr.startswith("max by (credential, target) (") and expr.endswith(") - time()"), expr
+    assert 'job=~"$probe_job"' in both[0]["syncd_probe_target_expiry_timestamp_seconds"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"namespace", "job", "probe_job", "credential"} <= variables
 
 
 # --------------------------------------------------------------------------- values.schema.json
