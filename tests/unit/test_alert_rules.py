@@ -62,3 +62,13 @@ def test_promtool_catches_a_rule_that_pages_too_late(tmp_path):
     result = run(tool("promtool"), "test", "rules", "syncd_test.yaml", cwd=tmp_path)
     assert result.returncode != 0
     assert "SyncdTargetStale, time: 3m30s" in result.stdout + result.stderr
+
+
+def test_promtool_check_rules_on_the_full_value_set(tmp_path):
+    """The widest render (custom selector labels, fractions, `for`, extra rules) is valid PromQL too."""
+    full = yaml.safe_load((ALERTS_DIR.parent.parent / "helm" / "syncd" / "ci" / "full-values.yaml").read_text())
+    for name, values in {"full": full, "full-probe": {**full, "probe": {"enabled": True}}}.items():
+        path = write_rule_file(tmp_path / f"{name}.yaml", values)
+        check = run(tool("promtool"), "check", "rules", path.name, cwd=tmp_path)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "SUCCESS: 5 rules found" in check.stdout
