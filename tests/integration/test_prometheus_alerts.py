@@ -3,7 +3,7 @@
 Debian's `prometheus` binary scrapes the daemon every second and evaluates the rules the chart
 renders (default thresholds, which are fractions of each token's lifetime; only `lookback` and
 `absent.after` shortened through chart values). The IdP is the real oidc-provider issuing
-40-second tokens (refresh_at 0.4 in the daemon's config). Through Prometheus's own API the test
+40-second tokens (refresh_at 0.35 in the daemon's config). Through Prometheus's own API the test
 shows, in one run:
 
 1. a clean run and a clean restart fire nothing;
@@ -66,7 +66,7 @@ log_format = "json"
 drain_timeout = "2s"
 
 [defaults]
-refresh_at = 0.4
+refresh_at = 0.35
 jitter = 0.1
 min_remaining = "2s"
 retry_min = "0.5s"
@@ -120,7 +120,7 @@ def test_alerts_fire_for_their_fault_only_with_a_quarter_of_the_lifetime_left(pe
     out = tmp_path / "out"
     env = {f"SECRET_{name.upper()}": c.client_secret for name, c in CLIENTS.items()}
     rules = render_rule_groups(
-        {"prometheusRule": {"lookback": "10m", "alerts": {"absent": {"enabled": True, "after": "8s"}}}}
+        {"prometheusRule": {"lookback": "10m", "alerts": {"absent": {"enabled": True, "after": "10s"}}}}
     )
     assert {r["alert"] for g in rules["groups"] for r in g["rules"]} == set(ALERT_NAMES)
     port = free_port()
@@ -252,7 +252,7 @@ def test_probe_series_carry_the_stored_token_alerts_once_the_daemon_is_dead(peer
     rules = render_rule_groups(
         {
             "probe": {"enabled": True},
-            "prometheusRule": {"lookback": "10m", "alerts": {"absent": {"enabled": True, "after": "8s"}}},
+            "prometheusRule": {"lookback": "10m", "alerts": {"absent": {"enabled": True, "after": "10s"}}},
         }
     )
     port, probe_port = free_port(), free_port()
