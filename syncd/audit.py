@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,15 +65,31 @@ class TargetReport:
         }
 
 
-async def inspect_targets(config: Config, *, now: float | None = None) -> list[TargetReport]:
-    """One report per configured target, in config order. Never raises for a store problem."""
+def open_stores(config: Config, skip: Iterable[str] = ()) -> tuple[dict[str, Store], dict[str, str]]:
+    """Create every store (but those in `skip`): (stores, {name: why it could not be created})."""
     stores: dict[str, Store] = {}
     broken: dict[str, str] = {}
     for name, scfg in config.stores.items():
+        if name in skip:
+            continue
         try:
             stores[name] = create_store(name, scfg)
         except Exception as exc:  # reported on each of its targets instead of a traceback
             broken[name] = f"cannot create store {name!r}: {type(exc).__name__}: {exc}"
+    return stores, broken
+
+
+async def inspect_targets(
+    config: Config, *, now: float | None = None, stores: dict[str, Store] | None = None
+) -> list[TargetReport]:
+    """One report per configured target, in config order. Never raises for a store problem.
+
+    With `stores` (from :func:`open_stores`), those are used and left open, so a caller that
+    inspects on an interval (``syncd probe``) logs in to each store once, not every round.
+    A store missing from `stores` is created for this round and closed after it.
+    """
+    own, broken = open_stores(config, skip=stores or {})
+    stores = {**(stores or {}), **own}
     sem = asyncio.Semaphore(32)
     try:
 
@@ -143,6 +160,6 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
         jobs = [one(cred.name, stores.get(tgt.store), tgt) for cred in config.credentials for tgt in cred.targets]
         return list(await asyncio.gather(*jobs))
     finally:
-        for store in stores.values():
+        for store in own.values():
             with contextlib.suppress(Exception):
                 await store.aclose()

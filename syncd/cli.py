@@ -336,23 +336,23 @@ def probe(
     Reads the stores only (read-only credentials, no client secret): the independent view the
     chart's stored-token alerts use, which keeps working when the daemon is gone.
     """
+    from pydantic import ValidationError
+
+    from syncd.config import ProbeConfig
     from syncd.probe import main as probe_main
 
     cfg, _ = _load(config)
     logs.configure(cfg.daemon.log_level, cfg.daemon.log_format)
-    from pydantic import ValidationError
-
-    from syncd.config import ProbeConfig
-
+    overrides = {k: v for k, v in {"listen": listen, "interval": interval}.items() if v is not None}
     try:
-        options = ProbeConfig.model_validate({k: v for k, v in {"listen": listen, "interval": interval}.items() if v})
+        options = ProbeConfig.model_validate({**cfg.probe.model_dump(), **overrides})
     except ValidationError as exc:
         for e in exc.errors():
             option = "--" + str(e["loc"][0]) if e["loc"] else "--listen/--interval"
             err.print(f"[bold red]error:[/] {option}: {escape(e['msg'])}", markup=True)
         raise typer.Exit(2) from None
     try:
-        probe_main(cfg, options.listen if listen else None, options.interval if interval else None)
+        probe_main(cfg, options)
     except OSError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(1) from None

@@ -28,8 +28,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from syncd import __version__, logs
-from syncd.audit import TargetReport, inspect_targets
-from syncd.config import Config
+from syncd.audit import TargetReport, inspect_targets, open_stores
+from syncd.config import Config, ProbeConfig
 from syncd.metrics import CONTENT_TYPE
 
 log = logs.get_logger("syncd.probe")
@@ -150,9 +150,12 @@ async def run_probe(config: Config, host: str, port: int, interval: float, stop:
         ) from None
     log.info("probe_started", address=f"http://{host}:{port}", interval=interval, targets=_count_targets(config))
     seen: dict[tuple[str, str], str] = {}
+    # Opened once: a store logs in once (a Vault login every round would pile up tokens), and
+    # one that could not be created is retried by inspect_targets at every round.
+    stores, _ = open_stores(config)
     try:
         while not stop.is_set():
-            reports = await inspect_targets(config)
+            reports = await inspect_targets(config, stores=stores)
             metrics.apply(reports, time.time())
             for r in _changes(seen, reports):
                 event = log.info if r.ok and r.status != "stale" else log.warning
@@ -167,6 +170,9 @@ async def run_probe(config: Config, host: str, port: int, interval: float, stop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
+        for store in stores.values():
+            with contextlib.suppress(Exception):
+                await store.aclose()
         await runner.cleanup()
         log.info("probe_stopped")
 
@@ -175,18 +181,15 @@ def _count_targets(config: Config) -> int:
     return sum(len(c.targets) for c in config.credentials)
 
 
-def main(config: Config, listen: str | None, interval: float | None) -> None:
-    """Entry point of ``syncd probe``: runs until SIGTERM/SIGINT."""
-    host, port = config.probe.host_port
-    if listen is not None:
-        host, port = listen.rpartition(":")[0].strip("[]"), int(listen.rpartition(":")[2])
-    period = interval if interval is not None else config.probe.interval
+def main(config: Config, options: ProbeConfig) -> None:
+    """``syncd probe`` until SIGTERM/SIGINT; `options` is [probe] with the command line's overrides."""
+    host, port = options.host_port
 
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_probe(config, host, port, period, stop)
+        await run_probe(config, host, port, options.interval, stop)
 
     asyncio.run(go())

@@ -151,3 +151,42 @@ def test_every_probe_metric_is_documented_with_its_labels():
         assert row is not None, f"{name} has no row in docs/operations.md"
         for label in {label for s in metric.samples for label in s.labels}:
             assert f"`{label}`" in row, f"{name}: label {label} is not in its row"
+
+
+async def test_run_probe_opens_each_store_once_and_closes_it_at_the_end(tmp_path, monkeypatch):
+    """A store logs in once for the probe's life, not every round (a Vault login each round piles up tokens)."""
+    import asyncio
+
+    import syncd.audit
+    from syncd.probe import run_probe
+
+    (tmp_path / "calm.json").write_text(payload("calm", NOW).to_json())
+    cfg = config(tmp_path, {"calm": "local:calm.json"})
+    created, closed, rounds = [], [], []
+    real_create, real_inspect = syncd.audit.create_store, syncd.probe.inspect_targets
+
+    def counting_create(name, scfg):
+        store = real_create(name, scfg)
+        created.append(name)
+        real_close = store.aclose
+
+        async def aclose():
+            closed.append(name)
+            await real_close()
+
+        store.aclose = aclose
+        return store
+
+    async def counting_inspect(*args, **kwargs):
+        reports = await real_inspect(*args, **kwargs)
+        rounds.append(reports)
+        if len(rounds) == 3:
+            stop.set()
+        return reports
+
+    monkeypatch.setattr(syncd.audit, "create_store", counting_create)
+    monkeypatch.setattr(syncd.probe, "inspect_targets", counting_inspect)
+    stop = asyncio.Event()
+    await asyncio.wait_for(run_probe(cfg, "127.0.0.1", 0, 0.01, stop), timeout=30)
+    assert len(rounds) == 3 and all(r[0].status in ("fresh", "expired", "stale") for r in rounds)
+    assert created == ["local"] and closed == ["local"]
