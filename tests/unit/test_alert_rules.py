@@ -52,6 +52,14 @@ def test_every_shipped_alert_has_firing_and_silent_cases():
     assert silent == shipped, f"alerts without a not-firing case: {shipped - silent}"
 
 
+def test_the_probe_only_alert_has_firing_and_silent_cases():
+    tests = yaml.safe_load((ALERTS_DIR / "syncd_probe_test.yaml").read_text(encoding="utf-8"))["tests"]
+    checks = [c for case in tests for c in case.get("alert_rule_test", []) if c["alertname"] == "SyncdTargetBroken"]
+    assert any(c["exp_alerts"] for c in checks) and any(not c["exp_alerts"] for c in checks)
+    shipped = {r["alert"] for g in render_rule_groups({"probe": {"enabled": True}})["groups"] for r in g["rules"]}
+    assert shipped == {*ALERT_NAMES, "SyncdTargetBroken"}
+
+
 def test_promtool_catches_a_rule_that_pages_too_late(tmp_path):
     """The cases can fail: with the lead-time fraction at 0.2 the pages come after t=225."""
     write_rule_file(
@@ -71,4 +79,4 @@ def test_promtool_check_rules_on_the_full_value_set(tmp_path):
         path = write_rule_file(tmp_path / f"{name}.yaml", values)
         check = run(tool("promtool"), "check", "rules", path.name, cwd=tmp_path)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "SUCCESS: 5 rules found" in check.stdout
+        assert f"SUCCESS: {6 if 'probe' in name else 5} rules found" in check.stdout

@@ -42,7 +42,7 @@ def test_every_daemon_log_event_is_documented():
 
 def test_runbook_anchors_the_helm_chart_links_to():
     headings = set(re.findall(r"^## (\S+)$", DOC, flags=re.MULTILINE))
-    alerts = ("SyncdTokenExpiringSoon", "SyncdRotationFailing", "SyncdTargetStale", "SyncdAbsent")
+    alerts = ("SyncdTokenExpiringSoon", "SyncdRotationFailing", "SyncdTargetStale", "SyncdAbsent", "SyncdTargetBroken")
     for alert in alerts:
         assert alert in headings, f"## {alert} (anchor #{alert.lower()}) is missing"
     rule = ROOT / "helm" / "syncd" / "templates" / "prometheusrule.yaml"
