@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ class TargetReport:
     fingerprint: str | None = None
     issued_at: float | None = None
     expires_at: float | None = None
+    refresh_after: float | None = None
     remaining: float | None = None
     remaining_fraction: float | None = None
 
@@ -57,20 +59,37 @@ class TargetReport:
             "fingerprint": self.fingerprint,
             "issued_at": to_rfc3339(self.issued_at) if self.issued_at else None,
             "expires_at": to_rfc3339(self.expires_at) if self.expires_at else None,
+            "refresh_after": to_rfc3339(self.refresh_after) if self.refresh_after else None,
             "remaining_seconds": round(self.remaining, 1) if self.remaining is not None else None,
             "remaining_fraction": round(self.remaining_fraction, 3) if self.remaining_fraction is not None else None,
         }
 
 
-async def inspect_targets(config: Config, *, now: float | None = None) -> list[TargetReport]:
-    """One report per configured target, in config order. Never raises for a store problem."""
+def open_stores(config: Config, skip: Iterable[str] = ()) -> tuple[dict[str, Store], dict[str, str]]:
+    """Create every store (but those in `skip`): (stores, {name: why it could not be created})."""
     stores: dict[str, Store] = {}
     broken: dict[str, str] = {}
     for name, scfg in config.stores.items():
+        if name in skip:
+            continue
         try:
             stores[name] = create_store(name, scfg)
         except Exception as exc:  # reported on each of its targets instead of a traceback
             broken[name] = f"cannot create store {name!r}: {type(exc).__name__}: {exc}"
+    return stores, broken
+
+
+async def inspect_targets(
+    config: Config, *, now: float | None = None, stores: dict[str, Store] | None = None
+) -> list[TargetReport]:
+    """One report per configured target, in config order. Never raises for a store problem.
+
+    With `stores` (from :func:`open_stores`), those are used and left open, so a caller that
+    inspects on an interval (``syncd probe``) logs in to each store once, not every round.
+    A store missing from `stores` is created for this round and closed after it.
+    """
+    own, broken = open_stores(config, skip=stores or {})
+    stores = {**(stores or {}), **own}
     sem = asyncio.Semaphore(32)
     try:
 
@@ -110,6 +129,7 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
                 "fingerprint": payload.fingerprint,
                 "issued_at": payload.issued_at,
                 "expires_at": payload.expires_at,
+                "refresh_after": payload.refresh_after,
                 "remaining": payload.remaining(t),
                 "remaining_fraction": payload.remaining_fraction(t),
             }
@@ -140,6 +160,6 @@ async def inspect_targets(config: Config, *, now: float | None = None) -> list[T
         jobs = [one(cred.name, stores.get(tgt.store), tgt) for cred in config.credentials for tgt in cred.targets]
         return list(await asyncio.gather(*jobs))
     finally:
-        for store in stores.values():
+        for store in own.values():
             with contextlib.suppress(Exception):
                 await store.aclose()

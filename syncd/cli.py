@@ -1,4 +1,4 @@
-"""The ``syncd`` command: run, once, check, status, inspect, version.
+"""The ``syncd`` command: run, once, check, status, inspect, probe, version.
 
 Exit codes: 0 ok, 1 a mint or write failed (or, for status/inspect, something
 is unhealthy), 2 a configuration error whose message names the key and why.
@@ -360,6 +360,44 @@ def inspect(
     out.print(table)
     out.print(f"{len(reports) - len(bad)} of {len(reports)} targets ok")
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def probe(
+    config: ConfigOpt = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="host:port of /metrics (default: [probe] listen, 127.0.0.1:9442).")
+    ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option("--interval", help="Seconds between reads of every target (default: [probe] interval, 30s)."),
+    ] = None,
+) -> None:
+    """Run `syncd inspect` on an interval and serve the result as Prometheus metrics (syncd_probe_*).
+
+    Reads the stores only (read-only credentials, no client secret): the independent view the
+    chart's stored-token alerts use, which keeps working when the daemon is gone.
+    """
+    from pydantic import ValidationError
+
+    from syncd.config import ProbeConfig
+    from syncd.probe import main as probe_main
+
+    cfg, _ = _load(config)
+    logs.configure(cfg.daemon.log_level, cfg.daemon.log_format)
+    overrides = {k: v for k, v in {"listen": listen, "interval": interval}.items() if v is not None}
+    try:
+        options = ProbeConfig.model_validate({**cfg.probe.model_dump(), **overrides})
+    except ValidationError as exc:
+        for e in exc.errors():
+            option = "--" + str(e["loc"][0]) if e["loc"] else "--listen/--interval"
+            err.print(f"[bold red]error:[/] {option}: {escape(e['msg'])}", markup=True)
+        raise typer.Exit(2) from None
+    try:
+        probe_main(cfg, options)
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -647,6 +647,23 @@ class DaemonConfig(_Model):
         return host.strip("[]"), int(port)
 
 
+class ProbeConfig(_Model):
+    """``syncd probe``: the read-only exporter of what the stores hold (docs/operations.md)."""
+
+    listen: str = "127.0.0.1:9442"
+    interval: Duration = Field(default=30.0, ge=1.0, le=3600.0)  # between two reads of every target
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return DaemonConfig._listen(v)  # the same host:port rule and message as [daemon].listen
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 _SOURCE: ContextVar[Mapping[str, Any] | None] = ContextVar("syncd_config_source", default=None)
 
 
@@ -663,6 +680,7 @@ class Config(BaseSettings):
     )
 
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
     defaults: Defaults = Field(default_factory=Defaults)
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     credentials: list[CredentialConfig] = Field(default_factory=list)

@@ -765,6 +765,7 @@ class Engine:
         m.consecutive_failures.labels(credential=st.name).set(st.consecutive_failures)
         if st.token is not None:
             m.token_expiry.labels(credential=st.name).set(st.token.expires_at)
+            m.token_lifetime.labels(credential=st.name).set(st.token.lifetime)
         for ts in st.targets:
             if ts.stored_expires_at is not None:
                 m.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)

@@ -111,6 +111,14 @@ class Metrics:
             "Credentials the watchdog found off the schedule (planned run overdue, none armed) and re-armed.",
             registry=r,
         )
+        # --- rotation monitoring: what lifetime-relative alert thresholds need (docs/operations.md).
+        self.token_lifetime = Gauge(
+            "syncd_token_lifetime_seconds",
+            "Lifetime (expires_at - issued_at) of the token the daemon holds for the credential.",
+            ["credential"],
+            registry=r,
+        )
+        # --- end rotation monitoring
         self.build_info = Gauge(
             "syncd_build_info", "Always 1; the version label says which syncd runs.", ["version"], registry=r
         )
@@ -134,7 +142,7 @@ class Metrics:
 
     def forget_credential(self, name: str, targets: list[str]) -> None:
         """Drop a removed credential's series so dashboards do not show a ghost."""
-        for gauge in (self.token_expiry, self.next_refresh, self.consecutive_failures):
+        for gauge in (self.token_expiry, self.next_refresh, self.consecutive_failures, self.token_lifetime):
             _remove(gauge, name)
         for outcome in _OUTCOMES:
             _remove(self.mints, name, outcome)

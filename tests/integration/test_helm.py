@@ -40,7 +40,9 @@ import yaml
 from kubernetes_validate.utils import latest_version
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd.audit import TargetReport
 from syncd.config import load_config
+from syncd.probe import ProbeMetrics
 from tests.peers.fake_idp import FakeIdP, ok
 from tests.peers.servers import free_port
 
@@ -566,12 +568,17 @@ def test_prometheus_rule_alerts(rendered, chart):
         # Every series is this release's: job and namespace matchers on each selector.
         for selector in re.findall(r"\{([^}]*)\}", rule["expr"]):
             assert f'job="syncd-tokens",namespace="{NAMESPACE}"' in selector, rule["expr"]
-    assert "- time() < 90" in rules["SyncdTokenExpiringSoon"]["expr"]
+    # Thresholds are fractions of the token lifetime (promtool cases in tests/alerts/).
+    assert (
+        "(0.2 * max by (namespace, job, credential) (last_over_time(syncd_token_lifetime_seconds{"
+        in (rules["SyncdTokenExpiringSoon"]["expr"])
+    )
+    assert "[26h]" in rules["SyncdTargetStale"]["expr"]
     assert rules["SyncdTokenExpiringSoon"]["for"] == "30s"
     assert "syncd_consecutive_failures" in rules["SyncdRotationFailing"]["expr"]
-    assert rules["SyncdRotationFailing"]["for"] == "5m"
-    assert rules["SyncdTargetStale"]["expr"].endswith("> 600")
-    assert rules["SyncdAbsent"]["expr"].startswith("absent(up{")
+    assert "for" not in rules["SyncdRotationFailing"]
+    assert "(0.35 * max by" in rules["SyncdTargetStale"]["expr"]
+    assert "max_over_time(up{" in rules["SyncdAbsent"]["expr"]
     # Prometheus templates survive Helm's templating.
     assert "{{ $labels.credential }}" in rules["SyncdRotationFailing"]["annotations"]["summary"]
     # Without a runbook base URL: the repository path of the operations guide.
@@ -693,6 +700,14 @@ def test_every_metric_in_alerts_and_dashboard_is_exported(running_daemon, render
         text = resp.read().decode()
     exported = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
     assert "syncd_mints_total" in exported and "syncd_mint_duration_seconds_bucket" in exported
+    # What `syncd probe` serves (the same exporter code, fed one report of each status).
+    probe = ProbeMetrics()
+    probe.apply(
+        [TargetReport("calm", "local:calm.json", "fresh", issued_at=1.0, expires_at=2.0, refresh_after=1.5)], 3.0
+    )
+    probe_exported = {s.name for f in text_string_to_metric_families(probe.render().decode()) for s in f.samples}
+    assert "syncd_probe_target_expiry_timestamp_seconds" in probe_exported
+    exported |= probe_exported
 
     rules = alert_rules(rendered["full"])
     used: dict[str, set[str]] = {}
@@ -718,8 +733,35 @@ def test_every_metric_in_alerts_and_dashboard_is_exported(running_daemon, render
         "syncd_mint_duration_seconds_bucket",
         "syncd_write_duration_seconds_bucket",  # mint and write latency
         "syncd_schedule_lateness_seconds_bucket",  # schedule lateness
+        "syncd_probe_target_status",  # what the probe reads in the stores
     ):
         assert required in dashboard_names, required
+
+
+def test_dashboard_shows_time_to_expiry_per_target_from_daemon_and_probe():
+    """One panel, per credential and target, the stored token's time to expiry: both views."""
+    dashboard = json.loads((CHART_DIR / "dashboards" / "syncd.json").read_text(encoding="utf-8"))
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    panels = [
+        {
+            promql_metric_names(t["expr"]).pop(): t["expr"]
+            for t in p.get("targets", [])
+            if len(promql_metric_names(t["expr"])) == 1
+        }
+        for p in dashboard["panels"]
+    ]
+    both = [
+        p
+        for p in panels
+        if "syncd_target_token_expiry_timestamp_seconds" in p and "syncd_probe_target_expiry_timestamp_seconds" in p
+    ]
+    assert both, "no panel shows the daemon's and the probe's expiry together"
+    for expr in both[0].values():
+        assert expr.startswith("max by (credential, target) (") and expr.endswith(") - time()"), expr
+    assert 'job=~"$probe_job"' in both[0]["syncd_probe_target_expiry_timestamp_seconds"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"namespace", "job", "probe_job", "credential"} <= variables
 
 
 # --------------------------------------------------------------------------- values.schema.json
@@ -772,3 +814,99 @@ def test_file_store_cannot_use_a_chart_directory(chart):
 def test_lint_reports_schema_errors():
     report = helm.lint(CHART_DIR, {**load_values("minimal"), "replicaCont": 3}, namespace=NAMESPACE)
     assert any("'replicaCont' not allowed" in e for e in report["errors"])
+
+
+# --------------------------------------------------------------------------- syncd probe
+
+PROBE_VALUES = {
+    "enabled": True,
+    "stores": {
+        "vault": {
+            "auth": {
+                "method": "approle",
+                "role_id": "probe-role",
+                "secret_id": {"existingSecret": "vault-probe", "key": "secret-id"},
+            }
+        }
+    },
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/syncd-read"}},
+}
+
+
+@pytest.fixture(scope="module")
+def with_probe(chart: helm.Chart) -> dict[str, list[dict[str, Any]]]:
+    values = load_values("full")
+    values["probe"] = PROBE_VALUES
+    return render(chart, values)
+
+
+def test_probe_objects_validate(with_probe):
+    probe_objects = with_probe["syncd/templates/probe.yaml"]
+    assert sorted(o["kind"] for o in probe_objects) == [
+        "ConfigMap", "Deployment", "Service", "ServiceAccount", "ServiceMonitor",
+    ]  # fmt: skip
+    for obj in probe_objects:
+        assert obj["metadata"]["name"] == "syncd-tokens-probe"
+        if obj["kind"] in CRD_KINDS:
+            check_crd_structure(obj)
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    values = load_values("full")
+    values["probe"] = PROBE_VALUES
+    report = helm.lint(CHART_DIR, values, namespace=NAMESPACE, kube_version="v1.29.0")
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_probe_runs_with_its_own_identity_and_no_client_secret(with_probe, tmp_path):
+    probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
+    spec = probe_objects["Deployment"]["spec"]["template"]["spec"]
+    daemon_spec = one(with_probe, "Deployment", "tokens")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "syncd-tokens-probe" != daemon_spec["serviceAccountName"]
+    assert probe_objects["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        "syncd-read"
+    )
+    (probe,) = spec["containers"]
+    assert probe["args"][0] == "probe"
+    assert spec["securityContext"]["runAsNonRoot"] and probe["securityContext"]["readOnlyRootFilesystem"]
+    # Only the stores' own references are mounted: none of the credentials' Secrets, and the
+    # daemon's Vault secret_id is replaced by the probe's.
+    secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    assert secrets == {"vault-probe"}
+    toml = probe_objects["ConfigMap"]["data"]["syncd.toml"]
+    parsed = tomllib.loads(toml)
+    assert {c["client_secret"]["env"] for c in parsed["credentials"]} == {"SYNCD_PROBE_READS_NO_CLIENT_SECRET"}
+    assert "service_account_file" not in toml and "vgs-credentials" not in toml
+    assert parsed["probe"]["listen"] == "[::]:9442"
+    assert parsed["stores"]["vault"]["auth"]["role_id"] == "probe-role"
+    # Same credentials and targets as the daemon.
+    daemon = tomllib.loads(with_probe["syncd/templates/configmap.yaml"][0]["data"]["syncd.toml"])
+    assert [(c["name"], c["targets"]) for c in parsed["credentials"]] == [
+        (c["name"], c["targets"]) for c in daemon["credentials"]
+    ]
+    path = tmp_path / "probe.toml"
+    path.write_text(toml, encoding="utf-8")
+    config = load_config(path)  # what `syncd probe` loads: valid without any client secret
+    assert config.probe.host_port == ("::", 9442)
+
+
+def test_probe_and_daemon_services_select_their_own_pods(with_probe):
+    probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
+    probe_pods = probe_objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    daemon_pods = one(with_probe, "Deployment", "tokens")["spec"]["template"]["metadata"]["labels"]
+    daemon_selector = one(with_probe, "Service", "tokens")["spec"]["selector"]
+    probe_selector = probe_objects["Service"]["spec"]["selector"]
+    assert probe_selector.items() <= probe_pods.items() and not probe_selector.items() <= daemon_pods.items()
+    assert daemon_selector.items() <= daemon_pods.items() and not daemon_selector.items() <= probe_pods.items()
+
+
+def test_alerts_use_the_probe_series_when_it_runs(with_probe):
+    rules = alert_rules(with_probe)
+    for name in ("SyncdTargetStale", "SyncdTokenExpiringSoon"):
+        expr = rules[name]["expr"]
+        assert 'syncd_probe_target_expiry_timestamp_seconds{job="syncd-tokens-probe",namespace="payments"}' in expr
+        assert "syncd_probe_target_lifetime_seconds" in expr
+        # The daemon's view only for targets the probe does not report.
+        assert "unless on (namespace, credential, target) max by (namespace, job, credential, target) (syncd_probe" in expr
+    # What only the daemon knows stays on the daemon's series.
+    assert "syncd_probe" not in rules["SyncdRotationFailing"]["expr"] + rules["SyncdAbsent"]["expr"]

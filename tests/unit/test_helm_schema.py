@@ -25,7 +25,7 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
 
 # Keys of syncd.toml the chart sets itself, so users cannot.
-CHART_OWNED = {"DaemonConfig": {"listen"}}
+CHART_OWNED = {"DaemonConfig": {"listen"}, "ProbeConfig": {"listen"}}
 
 
 def ref(schema: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +83,7 @@ def store_schema(store_type: str) -> dict[str, Any]:
     [
         (("daemon",), cfg.DaemonConfig),
         (("defaults",), cfg.Defaults),
+        (("probe",), cfg.ProbeConfig),
     ],
 )
 def test_sections_match_the_models(path, model):

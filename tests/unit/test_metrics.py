@@ -85,6 +85,7 @@ def test_forget_credential_removes_every_series_of_it_and_nothing_else():
     m = populated()
     m.init_credential("card", ["local:card.json"])
     m.token_expiry.labels(credential="card").set(5.0)
+    m.token_lifetime.labels(credential="calm").set(300.0)
     m.forget_credential("calm", ["local:calm.json", "vault:vgs/calm"])
     for fam in families(m).values():
         for s in fam.samples:

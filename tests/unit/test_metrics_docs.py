@@ -17,6 +17,7 @@ def test_every_metric_is_documented_with_its_labels():
     # every labelled family needs one child to show its labels
     m.token_expiry.labels(credential="calm").set(1)
     m.next_refresh.labels(credential="calm").set(1)
+    m.token_lifetime.labels(credential="calm").set(300)
     m.target_token_expiry.labels(credential="calm", target="local:calm.json").set(1)
     m.target_last_success.labels(credential="calm", target="local:calm.json").set(1)
     m.write_duration.labels(store="local").observe(0.1)
@@ -41,7 +42,7 @@ def test_every_daemon_log_event_is_documented():
 
 def test_runbook_anchors_the_helm_chart_links_to():
     headings = set(re.findall(r"^## (\S+)$", DOC, flags=re.MULTILINE))
-    alerts = ("SyncdTokenExpiringSoon", "SyncdRotationFailing", "SyncdTargetStale", "SyncdAbsent")
+    alerts = ("SyncdTokenExpiringSoon", "SyncdRotationFailing", "SyncdTargetStale", "SyncdAbsent", "SyncdTargetBroken")
     for alert in alerts:
         assert alert in headings, f"## {alert} (anchor #{alert.lower()}) is missing"
     rule = ROOT / "helm" / "syncd" / "templates" / "prometheusrule.yaml"

@@ -39,6 +39,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end -}}
 
+{{/* The probe's pods: a component of their own, so the daemon's Service never selects them. */}}
+{{- define "syncd.probeSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "syncd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: probe
+{{- end -}}
+
+{{- define "syncd.probeLabels" -}}
+{{ include "syncd.labels" . | replace "app.kubernetes.io/component: daemon" "app.kubernetes.io/component: probe" }}
+{{- end -}}
+
+{{- define "syncd.probeFullname" -}}
+{{- printf "%s-probe" (include "syncd.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "syncd.probeServiceAccountName" -}}
+{{- if .Values.probe.serviceAccount.create -}}
+{{- default (include "syncd.probeFullname" .) .Values.probe.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.probe.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "syncd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "syncd.fullname" .) .Values.serviceAccount.name -}}
@@ -180,9 +203,19 @@ The Secrets and ConfigMaps to mount, as JSON:
 {"secrets": {"<name>": ["key", ...]}, "configMaps": {"<name>": ["key", ...]}}, keys sorted and unique.
 */}}
 {{- define "syncd.refVolumes" -}}
+{{- include "syncd.refVolumesOf" (dict "stores" .Values.config.stores "credentials" .Values.config.credentials) -}}
+{{- end -}}
+
+{{/* The same for the probe's pod: the stores' references only (probe.stores merged over them), never a credential's. */}}
+{{- define "syncd.probeRefVolumes" -}}
+{{- $stores := mergeOverwrite (deepCopy (.Values.config.stores | default dict)) (deepCopy (.Values.probe.stores | default dict)) -}}
+{{- include "syncd.refVolumesOf" (dict "stores" $stores) -}}
+{{- end -}}
+
+{{- define "syncd.refVolumesOf" -}}
 {{- $secrets := dict -}}
 {{- $configMaps := dict -}}
-{{- $lines := include "syncd.collectRefs" (dict "stores" .Values.config.stores "credentials" .Values.config.credentials) | trim -}}
+{{- $lines := include "syncd.collectRefs" . | trim -}}
 {{- range $line := splitList "\n" $lines -}}
 {{- if $line -}}
 {{- $parts := splitList "|" $line -}}

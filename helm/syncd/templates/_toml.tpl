@@ -22,6 +22,11 @@ TOML rendering rules:
 {{- end -}}
 {{- $_ := set $daemon "listen" (printf "%s:%d" $host (int .Values.server.port)) -}}
 {{- $_ := set $cfg "daemon" $daemon -}}
+{{- if or .Values.probe.enabled (get $cfg "probe") -}}
+{{- $probe := get $cfg "probe" | default dict -}}
+{{- $_ := set $probe "listen" (printf "%s:%d" $host (int .Values.probe.port)) -}}
+{{- $_ := set $cfg "probe" $probe -}}
+{{- end -}}
 {{- $cfg | toJson -}}
 {{- end -}}
 
@@ -116,12 +121,47 @@ targets = [
 {{- end -}}
 
 {{- define "syncd.toml" -}}
+{{- include "syncd.toml.render" (include "syncd.configData" . | fromJson) -}}
+{{- end -}}
+
+{{/*
+The probe's syncd.toml: the same credentials and targets, `probe.stores` merged over the
+stores (its own read-only identity, e.g. another Vault role), and no client secret: the probe
+never mints, so each credential gets an env reference that is never read, and no Secret
+holding a client secret is mounted into its pod.
+*/}}
+{{- define "syncd.probeConfigData" -}}
 {{- $cfg := include "syncd.configData" . | fromJson -}}
+{{- $over := (include "syncd.transform" (dict "v" (.Values.probe.stores | default dict) "field" "") | fromJson).v -}}
+{{- $_ := set $cfg "stores" (mergeOverwrite (get $cfg "stores" | default dict) $over) -}}
+{{- $creds := list -}}
+{{- range $c := get $cfg "credentials" | default (list) -}}
+{{- $c = omit $c "client_secret" "service_account_file" "ca_bundle" "client_cert" "client_key" -}}
+{{- $_ := set $c "client_id" (get $c "client_id" | default (get $c "name")) -}}
+{{- $_ := set $c "client_secret" (dict "env" "SYNCD_PROBE_READS_NO_CLIENT_SECRET") -}}
+{{- $creds = append $creds $c -}}
+{{- end -}}
+{{- $_ := set $cfg "credentials" $creds -}}
+{{- $cfg | toJson -}}
+{{- end -}}
+
+{{- define "syncd.probeToml" -}}
+{{- include "syncd.toml.render" (include "syncd.probeConfigData" . | fromJson) -}}
+{{- end -}}
+
+{{/* Emit the TOML of a config data map (from syncd.configData or syncd.probeConfigData). */}}
+{{- define "syncd.toml.render" -}}
+{{- $cfg := . -}}
 # syncd.toml, rendered by the syncd Helm chart from the values under `config`.
 # Do not edit in the cluster: change the values and run `helm upgrade`.
 
 [daemon]
 {{- include "syncd.toml.table" (dict "table" (get $cfg "daemon") "first" (list "listen")) }}
+{{- with get $cfg "probe" }}
+
+[probe]
+{{- include "syncd.toml.table" (dict "table" . "first" (list "listen")) }}
+{{- end }}
 {{- with get $cfg "defaults" }}
 
 [defaults]
