@@ -90,31 +90,106 @@ def test_file_jq_recipe(tmp_path: Path) -> None:
     assert "token expired at" in out.stderr and "file-old" not in out.stdout
 
 
+def aws_env_for(moto_server: MotoServer) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+def assert_refused(out: subprocess.CompletedProcess[str], message: str, *tokens: str) -> None:
+    """Non-zero, a message saying why, and none of the stored tokens anywhere in the output."""
+    assert out.returncode != 0, out.stdout
+    assert message in out.stderr, out.stderr
+    for token in tokens:
+        assert token not in out.stdout and token not in out.stderr
+
+
+def test_aws_cli_get_secret_recipe(moto_server: MotoServer, aws_env: None) -> None:
+    need("aws", "jq")
+    moto_server.reset()
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server.endpoint_url)
+    env = aws_env_for(moto_server)
+    script = snippet("aws-sm-get")
+
+    out = run(script, env)
+    assert_refused(out, "ResourceNotFoundException")
+
+    sm.create_secret(Name="vgs/calm", SecretString=make("sm-fresh", time.time()).to_json())
+    out = run(script, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sm-fresh"
+
+    sm.put_secret_value(SecretId="vgs/calm", SecretString=make("sm-expired", time.time() - 400).to_json())
+    assert_refused(run(script, env), "token expired at", "sm-expired")
+    moto_server.reset()
+
+
+def test_aws_cli_ssm_recipe(moto_server: MotoServer, aws_env: None) -> None:
+    need("aws", "jq")
+    moto_server.reset()
+    ssm = boto3.client("ssm", endpoint_url=moto_server.endpoint_url)
+    env = aws_env_for(moto_server)
+    script = snippet("aws-ssm-get")
+
+    assert_refused(run(script, env), "ParameterNotFound")
+
+    ssm.put_parameter(Name="/vgs/calm", Value=make("ssm-fresh", time.time()).to_json(), Type="SecureString")
+    out = run(script, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ssm-fresh"
+
+    ssm.put_parameter(
+        Name="/vgs/calm", Value=make("ssm-expired", time.time() - 400).to_json(), Type="SecureString", Overwrite=True
+    )
+    assert_refused(run(script, env), "token expired at", "ssm-expired")
+    moto_server.reset()
+
+
 def test_aws_cli_slots_recipe(moto_server: MotoServer, aws_env: None) -> None:
     need("aws", "jq")
     moto_server.reset()
     sm = boto3.client("secretsmanager", endpoint_url=moto_server.endpoint_url)
     now = time.time()
     keys = [f"vgs/card-{i}" for i in range(23)]  # more than one batch of 20
+    env = aws_env_for(moto_server)
+    script = snippet("aws-sm-slots")
+
+    # No index at all: the name is wrong or syncd never wrote it.
+    assert_refused(run(script, env), "cannot read secret vgs/card")
+
+    # Cold start: the index is there, no slot is written yet, then only the first ones.
     sm.create_secret(Name="vgs/card", SecretString=json.dumps(slot_index_doc(keys)))
+    assert_refused(run(script, env), "none of the slots of vgs/card is written yet")
+    sm.create_secret(Name=keys[0], SecretString=make("slot-cold-0", now - 10).to_json())
+    sm.create_secret(Name=keys[1], SecretString=make("slot-cold-1", now).to_json())
+    out = run(script, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "slot-cold-1"
+
     for i, key in enumerate(keys):
         issued = now - 500 if i == 22 else now - 200 + i  # the last one is expired
-        sm.create_secret(Name=key, SecretString=make(f"slot-{i}", issued).to_json())
+        value = make(f"slot-{i}", issued).to_json()
+        if i < 2:
+            sm.put_secret_value(SecretId=key, SecretString=value)
+        else:
+            sm.create_secret(Name=key, SecretString=value)
     sm.create_secret(Name="vgs/calm", SecretString=make("plain-tok", now).to_json())
-    env = {"AWS_ENDPOINT_URL": moto_server.endpoint_url, "AWS_DEFAULT_REGION": "eu-west-1"}
 
-    out = run(snippet("aws-sm-slots"), env)
+    out = run(script, env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "slot-21"  # the freshest unexpired slot
 
-    out = run(snippet("aws-sm-slots").replace("secret=vgs/card", "secret=vgs/calm"), env)
+    out = run(script.replace("secret=vgs/card", "secret=vgs/calm"), env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "plain-tok"
 
+    sm.create_secret(Name="vgs/empty", SecretString=json.dumps(slot_index_doc([])))
+    assert_refused(run(script.replace("secret=vgs/card", "secret=vgs/empty"), env), "slot index without slots")
+
     for i, key in enumerate(keys):
         sm.put_secret_value(SecretId=key, SecretString=make(f"old-{i}", now - 1000).to_json())
-    out = run(snippet("aws-sm-slots"), env)
-    assert out.returncode != 0 and "no unexpired slot" in out.stderr
+    assert_refused(run(script, env), "token expired at", *(f"old-{i}" for i in range(len(keys))))
+
+    sm.put_secret_value(SecretId="vgs/calm", SecretString=make("plain-old", now - 1000).to_json())
+    assert_refused(run(script.replace("secret=vgs/card", "secret=vgs/calm"), env), "token expired at", "plain-old")
     moto_server.reset()
 
 
