@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -245,8 +244,11 @@ def check(
 
 
 def _print_wrapped(line: str) -> None:
-    """One line of ``check`` output, wrapped to the terminal so it reads in 80 columns."""
-    for part in termfit.wrap(line, out.width):
+    """One line of ``check`` output, wrapped to a terminal so it reads in 80 columns."""
+    import os
+
+    width = termfit.wrap_width(out.is_terminal, os.environ.get("COLUMNS"), out.width)
+    for part in termfit.wrap(line, width):
         out.print(part, markup=False, crop=False)
 
 
@@ -346,8 +348,6 @@ def status(
         now = time.time()
     table = Table(
         title=escape(f"syncd {data.get('version', '')} at {base}".replace("  ", " ")),
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
     )
     table.add_column("credential", overflow="fold", ratio=2)
     table.add_column("state", no_wrap=True)
@@ -407,7 +407,7 @@ def inspect(
     # Fingerprint and absolute expiry only where they fit: in 80 columns they would
     # squeeze credential and target names to a few characters (--json has them all).
     wide = out.width >= termfit.WIDE
-    table = Table(title="stored tokens", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title="stored tokens")
     table.add_column("credential", overflow="fold", ratio=2)
     table.add_column("target", overflow="fold", ratio=2)
     table.add_column("status", no_wrap=True)

@@ -26,13 +26,24 @@ def status_url(listen: str) -> str:
     return f"http://{host}:{port}"
 
 
-def wrap(line: str, width: int) -> list[str]:
+def wrap_width(is_terminal: bool, columns_env: str | None, width: int) -> int | None:
+    """The width to wrap ``check`` lines at, or None to leave them whole.
+
+    Only for a reader: a terminal, or a width asked for with COLUMNS. Piped into grep
+    or a CI log, every finding stays on one line with its key path, as scripts expect.
+    """
+    if is_terminal or (columns_env or "").strip().isdigit():
+        return width
+    return None
+
+
+def wrap(line: str, width: int | None) -> list[str]:
     """Wrap one ``  label       value`` line of ``syncd check`` under its value column.
 
     The continuation lines are indented as far as the value starts, so the label column
     stays readable; a long URL or key without spaces is cut rather than overflowing.
     """
-    if len(line) <= width:
+    if width is None or len(line) <= width:
         return [line]
     stripped = line.lstrip(" ")
     lead = len(line) - len(stripped)

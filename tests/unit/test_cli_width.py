@@ -50,7 +50,12 @@ def column(output: str, header: str, next_header: str | None) -> str:
     at = next(i for i, line in enumerate(lines) if f" {header} " in line and f" {next_header or header} " in line)
     start = lines[at].index(f" {header} ")
     end = lines[at].index(f" {next_header} ") if next_header else None
-    return "".join(line[start:end].strip() for line in lines[at + 2 :])
+    body = []
+    for line in lines[at + 2 :]:
+        if line.startswith("└"):
+            break
+        body.append(line[start:end].strip(" │┃"))
+    return "".join(body)
 
 
 @pytest.fixture
@@ -167,3 +172,19 @@ def test_status_url(listen: str, url: str):
 def test_wrap(line: str, expected: list[str]):
     got = termfit.wrap(line, 60 if len(line) == 90 else 80)
     assert got == expected, got
+
+
+@pytest.mark.parametrize(
+    ("is_terminal", "columns", "expected"),
+    [(True, None, 80), (False, "80", 80), (False, None, None), (False, "", None), (False, "wide", None)],
+)
+def test_wrap_width(is_terminal: bool, columns: str | None, expected: int | None):
+    assert termfit.wrap_width(is_terminal, columns, 80) == expected
+
+
+def test_check_piped_keeps_each_line_whole(tmp_path: Path):
+    """Without a terminal or COLUMNS, a script can grep a whole line (as CI does with findings)."""
+    path = write_config(tmp_path)
+    result = invoke("check", "-c", str(path), env={"NEWCOMER_TEST_SECRET": "x", "COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("  cadence ") and "writes/day per target" in line for line in result.output.splitlines())
