@@ -1,4 +1,4 @@
-"""The ``syncd`` command: run, once, check, status, inspect, probe, version.
+"""The ``syncd`` command: run, once, check, status, inspect, probe, init, version.
 
 Exit codes: 0 ok, 1 a mint or write failed (or, for status/inspect, something
 is unhealthy), 2 a configuration error whose message names the key and why.
@@ -19,8 +19,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from syncd import __version__, logs, policy
-from syncd.config import Config, ConfigError, config_path, load_config
+from syncd import __version__, logs, policy, termfit
+from syncd.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_FILE,
+    Config,
+    ConfigError,
+    DaemonConfig,
+    config_path,
+    load_config,
+)
 
 app = typer.Typer(
     name="syncd",
@@ -31,6 +39,23 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version_flag(value: bool) -> None:
+    if value:
+        version()
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_flag, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Mint OAuth 2.0 client-credentials tokens before they expire and write them into secret stores."""
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -157,11 +182,11 @@ def check(
     except Exception as exc:
         err.print(f"error: {path}: cannot create stores: {logs.scrub_text(str(exc))}", markup=False)
         raise typer.Exit(2) from None
-    out.print(f"[bold]{escape(str(path))}[/]: {len(cfg.credentials)} credential(s), {len(cfg.stores)} store(s)")
+    _print_wrapped(f"{path}: {len(cfg.credentials)} credential(s), {len(cfg.stores)} store(s)")
     for name, scfg in cfg.stores.items():
         url = getattr(scfg, "url", None)
         where = f" at {logs.scrub_url(url)}" if isinstance(url, str) else ""
-        out.print(f"  store {name}: type {scfg.type}{where}", markup=False)
+        _print_wrapped(f"  store {name}: type {scfg.type}{where}")
     for cred in cfg.credentials:
         pol = cred.policy(cfg.defaults)
         life = cred.token_lifetime_for(cfg.defaults)
@@ -186,7 +211,7 @@ def check(
             extra = f", slots={tgt.slots}" if tgt.slots is not None else ""
             lines.append(f"  target      {tgt.label} (format {tgt.format}{extra})")
         for line in lines:
-            out.print(logs.scrub_text(line), markup=False)
+            _print_wrapped(logs.scrub_text(line))
     findings = plan_findings(cfg, engine.stores)
     local = [] if offline else preflight_findings(cfg)
     # One event loop for the connection check and for closing what it opened: httpx and
@@ -201,7 +226,8 @@ def check(
             safe = dataclasses.replace(
                 f, message=logs.scrub_text(f.message), fix=logs.scrub_text(f.fix) if f.fix else None
             )
-            out.print("  " + safe.render().replace("\n", "\n  "), markup=False)
+            for line in safe.render().splitlines():
+                _print_wrapped("  " + line)
     errors = [f for f in findings if f.level == "error"]
     local_errors = [f for f in local if f.level == "error"]
     connect_errors = [f for f in findings_connect if f.level == "error"]
@@ -215,6 +241,15 @@ def check(
         err.print(f"\n{len(connect_errors)} connection check(s) failed")
         raise typer.Exit(1)
     out.print("\nok: configuration is valid")
+
+
+def _print_wrapped(line: str) -> None:
+    """One line of ``check`` output, wrapped to a terminal so it reads in 80 columns."""
+    import os
+
+    width = termfit.wrap_width(out.is_terminal, os.environ.get("COLUMNS"), out.width)
+    for part in termfit.wrap(line, width):
+        out.print(part, markup=False, crop=False)
 
 
 async def _connect_then_close(engine: Any, connect: bool) -> list[Any]:
@@ -246,9 +281,30 @@ def _credential_ok(c: Any) -> bool:
     return isinstance(c, dict) and c.get("state") == "ok" and bool(c.get("healthy"))
 
 
+def _status_url(config: Path | None) -> str:
+    """Where the daemon listens per its config: -c, else $SYNCD_CONFIG, else ./syncd.toml when present.
+
+    Without any of them, the default listen address; a named config that does not load is
+    an error (exit 2), not a silent fall-back to a port the daemon may not use.
+    """
+    import os
+
+    if config is None and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_CONFIG_FILE).is_file():
+        return termfit.status_url(DaemonConfig().listen)
+    cfg, _ = _load(config)
+    return termfit.status_url(cfg.daemon.listen)
+
+
 @app.command()
 def status(
-    url: Annotated[str, typer.Option("--url", help="The daemon's base URL.")] = "http://127.0.0.1:9440",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="The daemon's base URL (default: from [daemon] listen of the config, else http://127.0.0.1:9440).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the daemon's /status JSON as is.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the daemon.")] = 5.0,
 ) -> None:
@@ -261,7 +317,7 @@ def status(
 
     from syncd.payload import from_rfc3339
 
-    base = url.rstrip("/")
+    base = (url or _status_url(config)).rstrip("/")
     try:
         resp = httpx.get(base + "/status", timeout=timeout)
     except httpx.HTTPError as exc:
@@ -290,9 +346,16 @@ def status(
         now = from_rfc3339(str(data["now"]))  # the daemon's clock: no skew with this machine
     except (KeyError, ValueError):
         now = time.time()
-    table = Table(title=escape(f"syncd {data.get('version', '')} at {base}".replace("  ", " ")))
-    for col in ("credential", "state", "expires in", "next refresh", "failures", "targets", "last error"):
-        table.add_column(col)
+    table = Table(
+        title=escape(f"syncd {data.get('version', '')} at {base}".replace("  ", " ")),
+    )
+    table.add_column("credential", overflow="fold", ratio=2)
+    table.add_column("state", no_wrap=True)
+    table.add_column("expires", no_wrap=True, justify="right")
+    table.add_column("refresh", no_wrap=True, justify="right")
+    table.add_column("fails", no_wrap=True, justify="right")
+    table.add_column("targets", no_wrap=True)
+    table.add_column("last error", overflow="fold", ratio=3)
     for c in creds:
         nxt = from_rfc3339(c["next_refresh"]) - now if c.get("next_refresh") else None
         targets = c.get("targets") or []
@@ -341,19 +404,28 @@ def inspect(
     if as_json:
         _print_json({"targets": [r.as_dict() for r in reports], "problems": len(bad), "ok": not bad})
         raise typer.Exit(1 if bad else 0)
+    # Fingerprint and absolute expiry only where they fit: in 80 columns they would
+    # squeeze credential and target names to a few characters (--json has them all).
+    wide = out.width >= termfit.WIDE
     table = Table(title="stored tokens")
-    for col in ("credential", "target", "status", "fingerprint", "expires", "remaining", "problem"):
-        table.add_column(col)
+    table.add_column("credential", overflow="fold", ratio=2)
+    table.add_column("target", overflow="fold", ratio=2)
+    table.add_column("status", no_wrap=True)
+    if wide:
+        table.add_column("fingerprint", no_wrap=True)
+        table.add_column("expires", no_wrap=True)
+    table.add_column("remaining", no_wrap=True)
+    table.add_column("problem", overflow="fold", ratio=3)
     for r in reports:
         d = r.as_dict()
         style = {"fresh": "green", "stale": "yellow"}.get(r.status, "red")
         rem = f"{_fmt_seconds(r.remaining)} ({r.remaining_fraction:.0%})" if r.remaining_fraction is not None else "-"
+        extra = [r.fingerprint or "-", d["expires_at"] or "-"] if wide else []
         table.add_row(
             escape(r.credential),
             escape(r.target),
             f"[{style}]{r.status}[/]",
-            r.fingerprint or "-",
-            d["expires_at"] or "-",
+            *extra,
             rem,
             escape(r.problem or r.warning or ""),
         )
@@ -398,6 +470,34 @@ def probe(
     except OSError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path | None, typer.Argument(help="File to write (a directory means syncd.toml in it; default ./syncd.toml).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config (every option, with its default) to PATH."""
+    from syncd.starter import StarterExists, starter_path, write_starter
+
+    target = starter_path(path)
+    try:
+        write_starter(target, force=force)
+    except StarterExists as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"error: cannot write {target}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(2) from None
+    out.print(f"wrote {target}", markup=False)
+    out.print(
+        "next: put the client secret in demo/calm.secret next to it (or edit client_secret), "
+        "set token_url and the stores, then run:",
+        markup=False,
+    )
+    out.print(f"  syncd check -c {target}", markup=False)
 
 
 @app.command()

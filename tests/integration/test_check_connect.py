@@ -6,6 +6,7 @@ HTTP client opened on the check's event loop was closed from a second one.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -35,7 +36,11 @@ targets = [{{ store = "local", key = "calm.json" }}]
 """
     )
     cfg.chmod(0o600)
-    return subprocess.run([SYNCD, "check", "--connect", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    # os.environ, not the inherited environment: readline (loaded by pytest) exports COLUMNS
+    # to child processes, and check wraps its lines when COLUMNS is set.
+    return subprocess.run(
+        [SYNCD, "check", "--connect", "-c", str(cfg)], capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
 
 
 def test_connect_with_a_good_credential_exits_0(oidc_server, tmp_path):

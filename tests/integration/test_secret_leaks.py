@@ -218,7 +218,15 @@ def test_idp_echoing_the_secret_across_every_cut_leaks_no_prefix(fake_idp, tmp_p
     cfg.write_text(_echo_config(fake_idp, out).replace("{port}", "0"))
     for response in script[:6]:
         fake_idp.script([response] * 3)
-        proc = subprocess.run([SYNCD, "check", "--connect", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+        # env=os.environ: without COLUMNS (which readline, loaded by pytest, exports to children)
+        # check does not wrap, so a leaked prefix cannot hide across a line break.
+        proc = subprocess.run(
+            [SYNCD, "check", "--connect", "-c", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+        )
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr and "invalid_client" in proc.stdout
         _assert_no_prefix(proc.stdout + proc.stderr, ECHOED, "syncd check --connect")

@@ -29,7 +29,10 @@ case "$venv" in
   *) venv="$root/$venv" ;;
 esac
 
+# The "engines" field of tests/peers/oidc/package.json.
 min_node_major=20
+min_node_minor=19
+min_node="$min_node_major.$min_node_minor"
 
 err() { printf 'tests/peers/install.sh: error: %s\n' "$*" >&2; }
 
@@ -65,14 +68,15 @@ apt_install() {
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install "node/npm are" nodejs npm
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    err "node and npm are required (Node.js >= $min_node_major) for tests/peers/oidc"
+    err "node and npm are required (Node.js >= $min_node) for tests/peers/oidc"
     exit 1
   fi
 fi
 
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if [ "$node_major" -lt "$min_node_major" ]; then
-  err "Node.js >= $min_node_major is required by oidc-provider, found $(node --version)"
+node_minor="$(node -p 'process.versions.node.split(".")[1]')"
+if [ "$node_major" -lt "$min_node_major" ] || { [ "$node_major" -eq "$min_node_major" ] && [ "$node_minor" -lt "$min_node_minor" ]; }; then
+  err "Node.js >= $min_node is required by oidc-provider (tests/peers/oidc/package.json), found $(node --version)"
   exit 1
 fi
 

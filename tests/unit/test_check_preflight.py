@@ -47,7 +47,8 @@ def _check(tmp: Path, doc: dict[str, Any], *args: str, env: dict[str, str] | Non
     saved = dict(os.environ)
     os.environ.update(env or {})
     try:
-        return runner.invoke(app, ["check", "-c", str(path), *args])
+        # No COLUMNS: findings stay one line each (check wraps only for a terminal or COLUMNS).
+        return runner.invoke(app, ["check", "-c", str(path), *args], env={"COLUMNS": None})
     finally:
         os.environ.clear()
         os.environ.update(saved)
