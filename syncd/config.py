@@ -48,6 +48,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from syncd.client_auth import MAX_ASSERTION_LIFETIME, SECRET_METHODS
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
@@ -490,13 +491,33 @@ class Defaults(_Model):
         return self
 
 
+AuthMethodName = Literal[
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "client_assertion",
+    "tls_client_auth",
+]
+SigningAlg = Literal["HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+DEFAULT_ASSERTION_LIFETIME = 60.0
+
+
 class CredentialConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     token_url: str = VGS_TOKEN_URL
     client_id: str | None = None
     client_secret: SecretRef | None = None
     service_account_file: ConfigPath | None = None
-    auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    auth_method: AuthMethodName = "client_secret_post"
+    # Client authentication beyond a shared secret (DESIGN.md "Client authentication at the token endpoint").
+    private_key: SecretRef | None = None
+    private_key_passphrase: SecretRef | None = None
+    signing_alg: SigningAlg | None = None
+    key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    assertion_audience: str | None = Field(default=None, min_length=1)
+    assertion_lifetime: PositiveDuration | None = None
+    client_assertion: SecretRef | None = None
     scopes: list[str] | None = None
     extra_params: dict[str, str] = Field(default_factory=dict)
     targets: list[TargetConfig] = Field(min_length=1)
@@ -524,20 +545,82 @@ class CredentialConfig(_Model):
     @field_validator("extra_params")
     @classmethod
     def _extra(cls, v: dict[str, str]) -> dict[str, str]:
-        reserved = sorted({"grant_type", "client_id", "client_secret", "scope"} & set(v))
+        owned = {"grant_type", "client_id", "client_secret", "scope", "client_assertion", "client_assertion_type"}
+        reserved = sorted(owned & set(v))
         if reserved:
             raise ValueError(f"{', '.join(reserved)} cannot be set in extra_params (use the dedicated keys)")
         return v
 
     @model_validator(mode="after")
     def _identity(self) -> CredentialConfig:
+        if self.auth_method not in SECRET_METHODS:
+            return self._secretless_identity()
         if self.service_account_file is not None:
             if self.client_id is not None or self.client_secret is not None:
                 raise ValueError("give either service_account_file or client_id + client_secret, not both")
         elif self.client_id is None or self.client_secret is None:
             missing = " and ".join(k for k in ("client_id", "client_secret") if getattr(self, k) is None)
             raise ValueError(f"{missing} missing: give client_id and client_secret, or service_account_file")
+        return self._auth_keys()
+
+    def _secretless_identity(self) -> CredentialConfig:
+        method = self.auth_method
+        if self.client_id is None:
+            raise ValueError(f"client_id missing: auth_method {method} sends client_id, set it")
+        for key in ("client_secret", "service_account_file"):
+            if getattr(self, key) is not None:
+                raise ValueError(
+                    f"{key} is not used with auth_method {method} (no shared secret is sent): remove it, "
+                    "or use a client_secret_* auth_method"
+                )
+        if method == "private_key_jwt" and self.private_key is None:
+            raise ValueError(
+                'private_key missing: auth_method private_key_jwt signs with it; set private_key = { file = "..." }'
+            )
+        if method == "client_assertion" and self.client_assertion is None:
+            raise ValueError(
+                "client_assertion missing: auth_method client_assertion sends that JWT; "
+                'set client_assertion = { file = "..." }'
+            )
+        if method == "tls_client_auth" and self.client_cert is None:
+            raise ValueError(
+                "client_cert missing: auth_method tls_client_auth authenticates with it; set client_cert and client_key"
+            )
+        return self._auth_keys()
+
+    def _auth_keys(self) -> CredentialConfig:
+        """Keys that belong to one method are refused with the others, where they would silently do nothing."""
+        method = self.auth_method
+        only: dict[str, tuple[str, ...]] = {
+            "private_key": ("private_key_jwt",),
+            "private_key_passphrase": ("private_key_jwt",),
+            "key_id": ("private_key_jwt",),
+            "signing_alg": ("private_key_jwt", "client_secret_jwt"),
+            "assertion_audience": ("private_key_jwt", "client_secret_jwt"),
+            "assertion_lifetime": ("private_key_jwt", "client_secret_jwt"),
+            "client_assertion": ("client_assertion",),
+        }
+        for key, methods in only.items():
+            if getattr(self, key) is not None and method not in methods:
+                raise ValueError(
+                    f"{key} is only used with auth_method {' or '.join(methods)}: remove it or change auth_method"
+                )
+        if method == "client_secret_jwt" and self.signing_alg not in (None, "HS256"):
+            raise ValueError("signing_alg for client_secret_jwt can only be HS256: remove signing_alg")
+        if method == "private_key_jwt" and self.signing_alg == "HS256":
+            raise ValueError("signing_alg HS256 signs with the client secret: use auth_method client_secret_jwt")
+        if self.assertion_lifetime is not None and self.assertion_lifetime > MAX_ASSERTION_LIFETIME:
+            raise ValueError(
+                f"assertion_lifetime {self.assertion_lifetime:g}s is above the 5m maximum: an assertion only has "
+                "to outlive one token request; use 60s"
+            )
         return self
+
+    def assertion_audience_for(self) -> str:
+        return self.assertion_audience or self.token_url
+
+    def assertion_lifetime_for(self) -> float:
+        return self.assertion_lifetime if self.assertion_lifetime is not None else DEFAULT_ASSERTION_LIFETIME
 
     def policy(self, defaults: Defaults) -> RefreshPolicy:
         """This credential's refresh policy: its own overrides over [defaults]."""
@@ -568,8 +651,10 @@ class CredentialConfig(_Model):
             sa = read_service_account(self.service_account_file)
             scopes = tuple(self.scopes) if self.scopes is not None else (sa.scopes or None)
             return sa.client_id, sa.client_secret, scopes, sa.vault_id
-        assert self.client_id is not None and self.client_secret is not None
-        return self.client_id, self.client_secret.get(), tuple(self.scopes) if self.scopes else None, None
+        assert self.client_id is not None
+        # Secretless methods: the empty secret is never sent (oauth sends client_id and the assertion only).
+        secret = self.client_secret.get() if self.client_secret is not None else SecretStr("")
+        return self.client_id, secret, tuple(self.scopes) if self.scopes else None, None
 
 
 # --------------------------------------------------------------------------- daemon + root

@@ -36,6 +36,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from syncd import identity, logs, policy, schedule, shutdown
+from syncd.client_auth import assertion_for, tls_files_version
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, mint
@@ -177,7 +178,9 @@ class Engine:
         """One pooled client per TLS setting (almost always exactly one)."""
         if self._http is not None:
             return self._http
-        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key)
+        # The files' versions are part of the key: a rotated certificate (cert-manager) gets a fresh
+        # pool; the old one is closed at stop (rotations are rare, in-flight mints may still use it).
+        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_files_version(cfg.client_cert, cfg.client_key))
         client = self._http_clients.get(key)
         if client is None:
             d = self.config.daemon
@@ -212,6 +215,9 @@ class Engine:
         client_id, secret, scopes, vault_id = cfg.resolve_identity()
         logs.register_secret(secret.get_secret_value())
         st.vault_id = vault_id
+        assertion = assertion_for(cfg, client_id, secret, self.clock())
+        if assertion is not None:
+            logs.register_secret(assertion.get_secret_value())
         req = MintRequest(
             credential=cfg.name,
             token_url=cfg.token_url,
@@ -221,6 +227,7 @@ class Engine:
             scopes=scopes,
             extra_params=dict(cfg.extra_params),
             lifetime_fallback=st.lifetime_fallback,
+            client_assertion=assertion,
         )
         assert self._mint_sem is not None
         async with self._mint_sem:
@@ -229,6 +236,10 @@ class Engine:
                 token = await mint(self.http_client(cfg), req, clock=self.clock)
             finally:
                 self.metrics.mint_duration.observe(time.perf_counter() - started)
+                if assertion is not None and cfg.auth_method != "client_assertion":
+                    # Single-use and expiring within minutes: no need to scan for it forever. A foreign
+                    # assertion stays registered: it is reused until its file is rotated.
+                    logs.forget_secret(assertion.get_secret_value())
         logs.register_secret(token.access_token.get_secret_value())
         return self._payload(st, token)
 
