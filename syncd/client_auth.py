@@ -27,9 +27,11 @@ import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -50,8 +52,10 @@ __all__ = [
     "SigningKey",
     "assertion_claims",
     "assertion_for",
+    "check_client_certificate",
     "check_foreign_assertion",
     "default_alg",
+    "load_private_key",
     "load_signing_key",
     "sign_assertion",
     "sign_with_secret",
@@ -79,7 +83,15 @@ _PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pr
 
 
 class ClientAuthError(ValueError):
-    """A key, certificate or assertion that cannot authenticate the client; the text is safe to log."""
+    """A key, certificate or assertion that cannot authenticate the client; the text is safe to log.
+
+    ``key`` is the configuration key at fault (for ``syncd check``'s key path),
+    ``problem`` what is wrong and ``fix`` what to do.
+    """
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        self.key, self.problem, self.fix = key, problem, fix
+        super().__init__(f"{key}: {problem}: {fix}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ def default_alg(key: _PrivateKey) -> str:
     """RS256 for RSA, ES256 for P-256, ES384 for P-384, EdDSA for Ed25519."""
     algs = _algs_for(key)
     if not algs:
-        raise ClientAuthError(f"{_describe(key)} cannot sign client assertions")
+        raise ClientAuthError("private_key", f"{_describe(key)} cannot sign client assertions", "use another key")
     return algs[0]
 
 
@@ -128,48 +140,22 @@ def load_signing_key(
     *,
     alg: str | None,
     key_id: str | None,
-    where: str = "private_key",
 ) -> SigningKey:
-    """Parse a PEM private key and check that it fits ``alg``; ``where`` names the key path in errors."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=passphrase)
-    except TypeError:
-        # cryptography raises TypeError both for "encrypted, no password" and "not encrypted, password given".
-        if passphrase is None:
-            raise ClientAuthError(
-                f"{where}: the key is encrypted and no passphrase is configured: "
-                "set private_key_passphrase = { file = ... } or { env = ... }"
-            ) from None
-        raise ClientAuthError(
-            f"{where}: the key is not encrypted but private_key_passphrase is set: remove private_key_passphrase"
-        ) from None
-    except UnsupportedAlgorithm:
-        raise ClientAuthError(
-            f"{where}: unsupported key type or encryption: use an RSA (2048+ bits), EC P-256/P-384 or Ed25519 "
-            "key in PEM"
-        ) from None
-    except ValueError:
-        hint = "or the passphrase is wrong" if passphrase is not None else "or it is not a private key"
-        raise ClientAuthError(
-            f"{where}: not a readable PEM private key ({hint}): write the PEM key (-----BEGIN PRIVATE KEY-----) "
-            "into the file"
-        ) from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-        raise ClientAuthError(
-            f"{where}: {type(key).__name__.removeprefix('_')} keys are not supported: "
-            "use an RSA (2048+ bits), EC P-256/P-384 or Ed25519 key"
-        )
+    """Parse a PEM private key and check that it fits ``alg`` (``signing_alg``; None: the key's default)."""
+    key = load_private_key(pem, passphrase, where="private_key", passphrase_key="private_key_passphrase")  # noqa: S106 - a key name
     algs = _algs_for(key)
     if not algs:
         raise ClientAuthError(
-            f"{where}: {_describe(key)} cannot sign client assertions: "
-            "use an RSA key of 2048+ bits, an EC key on P-256 or P-384, or an Ed25519 key"
+            "private_key",
+            f"{_describe(key)} cannot sign client assertions",
+            "use an RSA key of 2048+ bits, an EC key on P-256 or P-384, or an Ed25519 key",
         )
     chosen = alg or algs[0]
     if chosen not in algs:
         raise ClientAuthError(
-            f"signing_alg {chosen} does not fit {_describe(key)} ({where}): "
-            f"use signing_alg = {' or '.join(repr(a) for a in algs)}, or a matching key"
+            "signing_alg",
+            f"{chosen} does not fit the private_key ({_describe(key)})",
+            f"use signing_alg = {' or '.join(repr(a) for a in algs)}, or a matching key",
         )
     jose: _JoseKey
     if isinstance(key, rsa.RSAPrivateKey):
@@ -179,6 +165,42 @@ def load_signing_key(
     else:
         jose = OKPKey.import_key(key)
     return SigningKey(key=jose, alg=chosen, kid=key_id or jose.thumbprint())
+
+
+def load_private_key(pem: bytes, passphrase: bytes | None, *, where: str, passphrase_key: str | None) -> _PrivateKey:
+    """A PEM private key of a supported type; errors name ``where`` and never the key or passphrase."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=passphrase)
+    except TypeError:
+        # cryptography raises TypeError both for "encrypted, no password" and "not encrypted, password given".
+        if passphrase is None:
+            fix = (
+                f"set {passphrase_key} = {{ file = ... }} or {{ env = ... }}"
+                if passphrase_key
+                else "store the key unencrypted (mode 0600)"
+            )
+            raise ClientAuthError(where, "the key is encrypted and no passphrase is configured", fix) from None
+        raise ClientAuthError(
+            where, f"the key is not encrypted but {passphrase_key} is set", f"remove {passphrase_key}"
+        ) from None
+    except UnsupportedAlgorithm:
+        raise ClientAuthError(
+            where, "unsupported key type or encryption", "use an RSA (2048+ bits), EC P-256/P-384 or Ed25519 key in PEM"
+        ) from None
+    except ValueError:
+        problem = (
+            "the key cannot be decrypted (wrong passphrase) or is not a PEM private key"
+            if passphrase is not None
+            else "not a PEM private key"
+        )
+        raise ClientAuthError(where, problem, "write the PEM key (-----BEGIN PRIVATE KEY-----) into the file") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ClientAuthError(
+            where,
+            f"{type(key).__name__.removeprefix('_')} keys are not supported",
+            "use an RSA (2048+ bits), EC P-256/P-384 or Ed25519 key",
+        )
+    return key
 
 
 class _KeyCache:
@@ -258,33 +280,32 @@ def _b64_json(part: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def check_foreign_assertion(text: str, now: float, *, where: str = "client_assertion") -> dict[str, Any]:
+def check_foreign_assertion(text: str, now: float) -> dict[str, Any]:
     """The claims of a JWT made by someone else, checked for shape and expiry (the signature is the IdP's business).
 
-    Returns the claims so callers can report ``exp``; never puts the token in an error.
+    Returns the claims; never puts the token in an error.
     """
     parts = text.split(".")
+    write = "point client_assertion at a projected service-account token or another signed JWT"
     if len(parts) != 3 or not all(parts[:2]):
-        raise ClientAuthError(
-            f"{where}: the file does not hold a JWT (expected three dot-separated parts): "
-            "point it at a projected service-account token or another signed JWT"
-        )
+        raise ClientAuthError("client_assertion", "the file does not hold a JWT (three dot-separated parts)", write)
     try:
         header = _b64_json(parts[0])
         claims = _b64_json(parts[1])
     except (ValueError, UnicodeError, binascii.Error):
-        raise ClientAuthError(
-            f"{where}: the file's JWT header or claims are not base64url JSON: write a signed JWT into it"
-        ) from None
+        raise ClientAuthError("client_assertion", "the JWT's header or claims are not base64url JSON", write) from None
     if not isinstance(header, Mapping) or not isinstance(claims, Mapping) or "alg" not in header:
-        raise ClientAuthError(f"{where}: the file does not hold a JWS-signed JWT: write a signed JWT into it")
+        raise ClientAuthError("client_assertion", "the file does not hold a signed JWT", write)
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise ClientAuthError(f"{where}: the JWT has no numeric exp claim: the IdP refuses assertions without one")
+        raise ClientAuthError(
+            "client_assertion", "the JWT has no numeric exp claim (IdPs refuse such assertions)", write
+        )
     if exp <= now:
         raise ClientAuthError(
-            f"{where}: the JWT expired {int(now - exp)}s ago: whatever writes the file (kubelet token "
-            "projection, a sidecar) must renew it"
+            "client_assertion",
+            f"the JWT expired {int(now - exp)}s ago",
+            "whatever writes the file (kubelet token projection, a sidecar) must renew it",
         )
     return dict(claims)
 
@@ -312,6 +333,46 @@ def assertion_for(cfg: CredentialConfig, client_id: str, secret: SecretStr, now:
 
 
 # --------------------------------------------------------------------------- TLS
+
+
+def check_client_certificate(cert_pem: bytes, key_pem: bytes | None, now: float) -> None:
+    """The TLS client certificate is valid now and its public key is the client key's (``key_pem`` None:
+    the key must be in the certificate file, as ``ssl.load_cert_chain`` then expects)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ClientAuthError(
+            "client_cert", "not a PEM certificate", "write the PEM certificate (-----BEGIN CERTIFICATE-----) into it"
+        ) from None
+    when = datetime.fromtimestamp(now, UTC)
+    if cert.not_valid_after_utc <= when:
+        raise ClientAuthError(
+            "client_cert",
+            f"the certificate expired at {cert.not_valid_after_utc.isoformat()}",
+            "renew it (cert-manager: check the Certificate's status) and write the new one to the file",
+        )
+    if cert.not_valid_before_utc > when:
+        raise ClientAuthError(
+            "client_cert",
+            f"the certificate is not valid before {cert.not_valid_before_utc.isoformat()}",
+            "check this host's clock or wait for the certificate's start",
+        )
+    if key_pem is None:
+        if b"PRIVATE KEY-----" not in cert_pem:
+            raise ClientAuthError(
+                "client_key", "not set, and the client_cert file holds no private key", "set client_key"
+            )
+        key_pem, where = cert_pem, "client_cert"
+    else:
+        where = "client_key"
+    key = load_private_key(key_pem, None, where=where, passphrase_key=None)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    ours = key.public_key().public_bytes(serialization.Encoding.DER, spki)
+    theirs = cert.public_key().public_bytes(serialization.Encoding.DER, spki)
+    if ours != theirs:
+        raise ClientAuthError(
+            where, "the private key does not match client_cert's public key", "pair the certificate with its own key"
+        )
 
 
 def tls_files_version(*files: Path | None) -> tuple[tuple[int, int, int] | None, ...]:
