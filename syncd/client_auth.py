@@ -262,7 +262,10 @@ def sign_assertion(key: SigningKey, client_id: str, audience: str, now: float, l
     """A private_key_jwt assertion (header carries alg, typ and kid)."""
     header = {"alg": key.alg, "typ": "JWT", "kid": key.kid}
     claims = assertion_claims(client_id, audience, now, lifetime)
-    return SecretStr(jwt.encode(header, claims, key.key, algorithms=[key.alg]))
+    with warnings.catch_warnings():
+        # RFC 9864 renames EdDSA to Ed25519, but DESIGN.md and the IdPs in use (Keycloak, Entra) speak EdDSA.
+        warnings.simplefilter("ignore")
+        return SecretStr(jwt.encode(header, claims, key.key, algorithms=[key.alg]))
 
 
 def sign_with_secret(secret: SecretStr, client_id: str, audience: str, now: float, lifetime: float) -> SecretStr:

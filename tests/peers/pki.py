@@ -115,4 +115,4 @@ class Pki:
     @staticmethod
     def subject_dn(name: str) -> str:
         """The subject as the test server compares it (Node's attribute order, comma-joined)."""
-        return f"O=syncd,CN={name}"
+        return f"CN={name},O=syncd"

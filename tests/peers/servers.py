@@ -106,7 +106,9 @@ def http_request(
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     opener = _opener
     if context is not None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
         with opener.open(req, timeout=timeout) as resp:
             return int(resp.status), resp.read()

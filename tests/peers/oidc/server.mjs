@@ -245,7 +245,7 @@ function main() {
       log(`token issued client_id=${ctx.oidc.client?.clientId} grant_type=${ctx.oidc.params?.grant_type}`);
     });
     provider.on('grant.error', (ctx, err) => {
-      log(`token error client_id=${ctx.oidc.client?.clientId ?? '-'} ${err.message}: ${err.error_description ?? ''}`);
+      log(`token error client_id=${ctx.oidc.client?.clientId ?? '-'} ${err.message}: ${err.error_description ?? ''} ${err.error_detail ?? ''}`);
     });
     provider.on('introspection.error', (ctx, err) => log(`introspection error ${err.message}`));
     provider.on('revocation.error', (ctx, err) => log(`revocation error ${err.message}`));
