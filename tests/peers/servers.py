@@ -369,13 +369,12 @@ class OidcClient:
     tls_client_auth_subject_dn: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "client_id": self.client_id,
-            "scope": self.scope,
-            "token_endpoint_auth_method": self.token_endpoint_auth_method,
-        }
+        out: dict[str, Any] = {"client_id": self.client_id}
         if self.client_secret is not None:
             out["client_secret"] = self.client_secret
+        out["scope"] = self.scope
+        if self.token_endpoint_auth_method != "client_secret_post":
+            out["token_endpoint_auth_method"] = self.token_endpoint_auth_method
         if self.jwks is not None:
             out["jwks"] = dict(self.jwks)
         if self.tls_client_auth_subject_dn is not None:
