@@ -55,6 +55,7 @@ __all__ = [
     "check_client_certificate",
     "check_foreign_assertion",
     "default_alg",
+    "describe_proof",
     "load_private_key",
     "load_signing_key",
     "sign_assertion",
@@ -333,6 +334,20 @@ def assertion_for(cfg: CredentialConfig, client_id: str, secret: SecretStr, now:
         check_foreign_assertion(token.get_secret_value(), now)
         return token
     return None
+
+
+def describe_proof(cfg: CredentialConfig) -> str:
+    """What proves the client, for ``syncd check``'s plan: sources and choices, never values."""
+    method = cfg.auth_method
+    if method == "private_key_jwt" and cfg.private_key is not None:
+        kid = f"kid {cfg.key_id}" if cfg.key_id else "kid = key thumbprint"
+        return f"private key from {cfg.private_key.describe()}, {cfg.signing_alg or 'alg by key type'}, {kid}"
+    if method == "client_assertion" and cfg.client_assertion is not None:
+        return f"assertion from {cfg.client_assertion.describe()} (re-read every mint)"
+    if method == "tls_client_auth":
+        return f"client certificate {cfg.client_cert}"
+    source = cfg.client_secret.describe() if cfg.client_secret else "-"
+    return f"secret from {source}" + (" (signs HS256 assertions)" if method == "client_secret_jwt" else "")
 
 
 # --------------------------------------------------------------------------- TLS

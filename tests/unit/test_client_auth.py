@@ -348,3 +348,11 @@ def test_check_passes_good_material(tmp_path: Path) -> None:
     ):
         result = runner.invoke(app, ["check", "-c", str(_write(tmp_path, _doc(tmp_path, **cred)))])
         assert result.exit_code == 0, result.output
+
+
+def test_check_plan_says_what_proves_the_client(tmp_path: Path) -> None:
+    files = _material(tmp_path)
+    cred = {**PK, "private_key": {"file": str(files["rsa"])}, "key_id": "calm-2026"}
+    result = runner.invoke(app, ["check", "-c", str(_write(tmp_path, _doc(tmp_path, **cred)))])
+    assert result.exit_code == 0, result.output
+    assert f"client_id calm, private key from file {files['rsa']}, alg by key type, kid calm-2026" in result.output
