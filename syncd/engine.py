@@ -215,9 +215,6 @@ class Engine:
         client_id, secret, scopes, vault_id = cfg.resolve_identity()
         logs.register_secret(secret.get_secret_value())
         st.vault_id = vault_id
-        assertion = assertion_for(cfg, client_id, secret, self.clock())
-        if assertion is not None:
-            logs.register_secret(assertion.get_secret_value())
         req = MintRequest(
             credential=cfg.name,
             token_url=cfg.token_url,
@@ -227,10 +224,14 @@ class Engine:
             scopes=scopes,
             extra_params=dict(cfg.extra_params),
             lifetime_fallback=st.lifetime_fallback,
-            client_assertion=assertion,
         )
         assert self._mint_sem is not None
         async with self._mint_sem:
+            # Signed once a slot is free: a queued mint must not send an assertion that aged while waiting.
+            assertion = assertion_for(cfg, client_id, secret, self.clock())
+            if assertion is not None:
+                logs.register_secret(assertion.get_secret_value())
+                req = dataclasses.replace(req, client_assertion=assertion)
             started = time.perf_counter()
             try:
                 token = await mint(self.http_client(cfg), req, clock=self.clock)
