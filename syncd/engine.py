@@ -180,7 +180,8 @@ class Engine:
             return self._http
         # The files' versions are part of the key: a rotated certificate (cert-manager) gets a fresh
         # pool; the old one is closed at stop (rotations are rare, in-flight mints may still use it).
-        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_files_version(cfg.client_cert, cfg.client_key))
+        tls_version = tls_files_version(cfg.client_cert, cfg.client_key, cfg.ca_bundle)
+        key = (cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_version)
         client = self._http_clients.get(key)
         if client is None:
             d = self.config.daemon
@@ -237,9 +238,10 @@ class Engine:
                 token = await mint(self.http_client(cfg), req, clock=self.clock)
             finally:
                 self.metrics.mint_duration.observe(time.perf_counter() - started)
-                if assertion is not None and cfg.auth_method != "client_assertion":
-                    # Single-use and expiring within minutes: no need to scan for it forever. A foreign
-                    # assertion stays registered: it is reused until its file is rotated.
+                if assertion is not None:
+                    # Registered only while it is in flight: an assertion is a new value every mint (or every
+                    # kubelet rotation), so keeping each one would grow the scan set without bound; the mint's
+                    # own redactor covers an IdP echoing it back.
                     logs.forget_secret(assertion.get_secret_value())
         logs.register_secret(token.access_token.get_secret_value())
         return self._payload(st, token)

@@ -356,3 +356,18 @@ def test_check_plan_says_what_proves_the_client(tmp_path: Path) -> None:
     result = runner.invoke(app, ["check", "-c", str(_write(tmp_path, _doc(tmp_path, **cred)))])
     assert result.exit_code == 0, result.output
     assert f"client_id calm, private key from file {files['rsa']}, alg by key type, kid calm-2026" in result.output
+
+
+def test_a_rotated_private_key_is_used_from_the_next_mint(tmp_path: Path) -> None:
+    """The key file is read before every mint; the parsed-key cache is keyed by content, not by path."""
+    from syncd.client_auth import assertion_for
+
+    path = tmp_path / "calm.key"
+    first, second = new_key("p256"), new_key("ed25519")
+    path.write_bytes(key_pem(first))
+    cfg = load_config(_write(tmp_path, _doc(tmp_path, **PK, private_key={"file": str(path)}))).credentials[0]
+    before = _parts(assertion_for(cfg, "calm", SecretStr(""), time.time()).get_secret_value())[0]  # type: ignore[union-attr]
+    path.write_bytes(key_pem(second))
+    after = _parts(assertion_for(cfg, "calm", SecretStr(""), time.time()).get_secret_value())[0]  # type: ignore[union-attr]
+    assert (before["alg"], before["kid"]) == ("ES256", jose_key(first).thumbprint())
+    assert (after["alg"], after["kid"]) == ("EdDSA", jose_key(second).thumbprint())
