@@ -146,7 +146,7 @@ def check(
     ] = False,
 ) -> None:
     """Validate the config and print the plan: cadence, writes/day, quota findings."""
-    from syncd.client_auth import describe_proof
+    from syncd.auth_rules import describe_proof
     from syncd.engine import Engine, plan_findings
     from syncd.preflight import preflight_findings
 

@@ -43,10 +43,7 @@ if TYPE_CHECKING:
     from syncd.config import CredentialConfig
 
 __all__ = [
-    "ASSERTION_METHODS",
     "ASSERTION_TYPE",
-    "MAX_ASSERTION_LIFETIME",
-    "SECRET_METHODS",
     "SIGNING_ALGS",
     "ClientAuthError",
     "SigningKey",
@@ -55,7 +52,6 @@ __all__ = [
     "check_client_certificate",
     "check_foreign_assertion",
     "default_alg",
-    "describe_proof",
     "load_private_key",
     "load_signing_key",
     "sign_assertion",
@@ -65,14 +61,6 @@ __all__ = [
 ]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-#: Methods whose proof is the client secret (read from client_secret or the service-account file).
-SECRET_METHODS = frozenset({"client_secret_post", "client_secret_basic", "client_secret_jwt"})
-#: Methods that send ``client_assertion``.
-ASSERTION_METHODS = frozenset({"client_secret_jwt", "private_key_jwt", "client_assertion"})
-
-#: An assertion outliving this is a replayable credential for longer than any mint needs (DESIGN.md).
-MAX_ASSERTION_LIFETIME = 300.0
 
 #: Algorithms each key type can sign with; the first is the default for that key.
 _RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
@@ -334,20 +322,6 @@ def assertion_for(cfg: CredentialConfig, client_id: str, secret: SecretStr, now:
         check_foreign_assertion(token.get_secret_value(), now)
         return token
     return None
-
-
-def describe_proof(cfg: CredentialConfig) -> str:
-    """What proves the client, for ``syncd check``'s plan: sources and choices, never values."""
-    method = cfg.auth_method
-    if method == "private_key_jwt" and cfg.private_key is not None:
-        kid = f"kid {cfg.key_id}" if cfg.key_id else "kid = key thumbprint"
-        return f"private key from {cfg.private_key.describe()}, {cfg.signing_alg or 'alg by key type'}, {kid}"
-    if method == "client_assertion" and cfg.client_assertion is not None:
-        return f"assertion from {cfg.client_assertion.describe()} (re-read every mint)"
-    if method == "tls_client_auth":
-        return f"client certificate {cfg.client_cert}"
-    source = cfg.client_secret.describe() if cfg.client_secret else "-"
-    return f"secret from {source}" + (" (signs HS256 assertions)" if method == "client_secret_jwt" else "")
 
 
 # --------------------------------------------------------------------------- TLS

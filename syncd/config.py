@@ -48,7 +48,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from syncd.client_auth import MAX_ASSERTION_LIFETIME, SECRET_METHODS
+from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
@@ -553,67 +553,17 @@ class CredentialConfig(_Model):
 
     @model_validator(mode="after")
     def _identity(self) -> CredentialConfig:
+        problem = auth_keys_problem(self.auth_method, {k: getattr(self, k) for k in AUTH_KEYS})
+        if problem:
+            raise ValueError(problem)
         if self.auth_method not in SECRET_METHODS:
-            return self._secretless_identity()
+            return self
         if self.service_account_file is not None:
             if self.client_id is not None or self.client_secret is not None:
                 raise ValueError("give either service_account_file or client_id + client_secret, not both")
         elif self.client_id is None or self.client_secret is None:
             missing = " and ".join(k for k in ("client_id", "client_secret") if getattr(self, k) is None)
             raise ValueError(f"{missing} missing: give client_id and client_secret, or service_account_file")
-        return self._auth_keys()
-
-    def _secretless_identity(self) -> CredentialConfig:
-        method = self.auth_method
-        if self.client_id is None:
-            raise ValueError(f"client_id missing: auth_method {method} sends client_id, set it")
-        for key in ("client_secret", "service_account_file"):
-            if getattr(self, key) is not None:
-                raise ValueError(
-                    f"{key} is not used with auth_method {method} (no shared secret is sent): remove it, "
-                    "or use a client_secret_* auth_method"
-                )
-        if method == "private_key_jwt" and self.private_key is None:
-            raise ValueError(
-                'private_key missing: auth_method private_key_jwt signs with it; set private_key = { file = "..." }'
-            )
-        if method == "client_assertion" and self.client_assertion is None:
-            raise ValueError(
-                "client_assertion missing: auth_method client_assertion sends that JWT; "
-                'set client_assertion = { file = "..." }'
-            )
-        if method == "tls_client_auth" and self.client_cert is None:
-            raise ValueError(
-                "client_cert missing: auth_method tls_client_auth authenticates with it; set client_cert and client_key"
-            )
-        return self._auth_keys()
-
-    def _auth_keys(self) -> CredentialConfig:
-        """Keys that belong to one method are refused with the others, where they would silently do nothing."""
-        method = self.auth_method
-        only: dict[str, tuple[str, ...]] = {
-            "private_key": ("private_key_jwt",),
-            "private_key_passphrase": ("private_key_jwt",),
-            "key_id": ("private_key_jwt",),
-            "signing_alg": ("private_key_jwt", "client_secret_jwt"),
-            "assertion_audience": ("private_key_jwt", "client_secret_jwt"),
-            "assertion_lifetime": ("private_key_jwt", "client_secret_jwt"),
-            "client_assertion": ("client_assertion",),
-        }
-        for key, methods in only.items():
-            if getattr(self, key) is not None and method not in methods:
-                raise ValueError(
-                    f"{key} is only used with auth_method {' or '.join(methods)}: remove it or change auth_method"
-                )
-        if method == "client_secret_jwt" and self.signing_alg not in (None, "HS256"):
-            raise ValueError("signing_alg for client_secret_jwt can only be HS256: remove signing_alg")
-        if method == "private_key_jwt" and self.signing_alg == "HS256":
-            raise ValueError("signing_alg HS256 signs with the client secret: use auth_method client_secret_jwt")
-        if self.assertion_lifetime is not None and self.assertion_lifetime > MAX_ASSERTION_LIFETIME:
-            raise ValueError(
-                f"assertion_lifetime {self.assertion_lifetime:g}s is above the 5m maximum: an assertion only has "
-                "to outlive one token request; use 60s"
-            )
         return self
 
     def assertion_audience_for(self) -> str:

@@ -371,3 +371,43 @@ def test_a_rotated_private_key_is_used_from_the_next_mint(tmp_path: Path) -> Non
     after = _parts(assertion_for(cfg, "calm", SecretStr(""), time.time()).get_secret_value())[0]  # type: ignore[union-attr]
     assert (before["alg"], before["kid"]) == ("ES256", jose_key(first).thumbprint())
     assert (after["alg"], after["kid"]) == ("EdDSA", jose_key(second).thumbprint())
+
+
+@pytest.mark.parametrize(
+    ("method", "given", "expected"),
+    [
+        ("client_secret_post", {"client_id": "a", "client_secret": "s"}, None),
+        ("client_secret_jwt", {"client_id": "a", "client_secret": "s", "assertion_lifetime": 300.0}, None),
+        ("private_key_jwt", {"client_id": "a", "private_key": "k", "signing_alg": "EdDSA", "key_id": "x"}, None),
+        ("client_assertion", {"client_id": "a", "client_assertion": "f"}, None),
+        ("tls_client_auth", {"client_id": "a", "client_cert": "c"}, None),
+        ("private_key_jwt", {"private_key": "k"}, "client_id missing"),
+        ("tls_client_auth", {"client_id": "a"}, "client_cert missing"),
+        (
+            "client_assertion",
+            {"client_id": "a", "client_assertion": "f", "service_account_file": "p"},
+            "service_account_file is not used",
+        ),
+        (
+            "client_assertion",
+            {"client_id": "a", "client_assertion": "f", "private_key": "k"},
+            "private_key is only used",
+        ),
+        (
+            "tls_client_auth",
+            {"client_id": "a", "client_cert": "c", "assertion_audience": "x"},
+            "assertion_audience is only used",
+        ),
+        (
+            "client_secret_basic",
+            {"client_id": "a", "client_secret": "s", "client_assertion": "f"},
+            "client_assertion is only used",
+        ),
+        ("client_secret_jwt", {"client_id": "a", "client_secret": "s", "assertion_lifetime": 300.5}, "5m maximum"),
+    ],
+)
+def test_auth_keys_rules(method: str, given: dict[str, Any], expected: str | None) -> None:
+    from syncd.auth_rules import auth_keys_problem
+
+    problem = auth_keys_problem(method, given)
+    assert (problem is None) if expected is None else (problem is not None and expected in problem), problem
