@@ -8,12 +8,16 @@ subject DN). Every method and key type mints here for real.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from syncd.config import load_config
+from syncd.engine import Engine, RunReport
 from tests.auth_idp import PK_CLIENTS, AuthIdp
 from tests.helpers import SYNCD, SyncdProcess, wait_for
 from tests.peers.pki import Pki
@@ -137,3 +141,31 @@ def test_tls_client_certificate_is_reread_when_rotated(auth_idp, tmp_path):
             tmp.replace(dst)
         wait_for(lambda: _mints(d, "mtls", "ok"), 15, what="a mint with the rotated certificate")
         assert d.stop() == 0
+
+
+def test_an_assertion_expired_for_the_idp_is_refused_then_a_fresh_one_works(auth_idp, tmp_path):
+    """A host clock two minutes slow signs assertions the IdP finds already expired (exp is checked by
+    the server, with its own clock): invalid_client, fatal. Once the clock is right, the next mint's
+    fresh assertion is accepted. In-process, so the engine's clock can be skewed."""
+    material, server = auth_idp
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(_daemon_config(material, server, tmp_path / "out", {"pk-eddsa"}))
+    cfg.chmod(0o600)
+    skew = [-120.0]
+    engine = Engine(load_config(cfg), clock=lambda: time.time() + skew[0])
+
+    async def go() -> tuple[list[RunReport], list[RunReport]]:
+        engine.setup()
+        try:
+            slow = await engine.run_once()
+            skew[0] = 0.0
+            return slow, await engine.run_once()
+        finally:
+            await engine.stop(drain_timeout=0)
+
+    issued = server.issued("pk-eddsa")
+    slow, fixed = asyncio.run(go())
+    assert not slow[0].ok and "invalid_client" in slow[0].errors[0], slow
+    assert "jwt expired" in server.log_text(), server.log_text()[-2000:]
+    assert fixed[0].ok, fixed
+    assert server.issued("pk-eddsa") == issued + 1
