@@ -20,6 +20,7 @@ __all__ = [
     "SECRET_METHODS",
     "auth_keys_problem",
     "describe_proof",
+    "inline_value_problem",
 ]
 
 #: Methods whose proof is the client secret (read from client_secret or the service-account file).
@@ -97,6 +98,14 @@ def auth_keys_problem(method: str, given: Mapping[str, Any]) -> str | None:
             "one token request; use 60s"
         )
     return None
+
+
+def inline_value_problem(key: str, value: str) -> str | None:
+    """A plain string where a path was meant: ``private_key = "/etc/key.pem"`` would be taken as the key itself."""
+    looks_inline = "-----BEGIN" in value if key == "private_key" else value.count(".") == 2 and "/" not in value
+    if looks_inline:
+        return None
+    return f'{key} = "..." is the value itself, and this is not one: for a file, write {key} = {{ file = "{value}" }}'
 
 
 def describe_proof(cfg: CredentialConfig) -> str:

@@ -48,7 +48,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem
+from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem, inline_value_problem
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
@@ -554,6 +554,10 @@ class CredentialConfig(_Model):
     @model_validator(mode="after")
     def _identity(self) -> CredentialConfig:
         problem = auth_keys_problem(self.auth_method, {k: getattr(self, k) for k in AUTH_KEYS})
+        for key in ("private_key", "client_assertion"):
+            ref = getattr(self, key)
+            if problem is None and ref is not None and ref.value is not None:
+                problem = inline_value_problem(key, ref.value.get_secret_value())
         if problem:
             raise ValueError(problem)
         if self.auth_method not in SECRET_METHODS:
@@ -829,14 +833,16 @@ def _plaintext_problems(cfg_data: Mapping[str, Any], path: Path | None) -> list[
     problems = []
     creds = cfg_data.get("credentials")
     for i, cred in enumerate(creds if isinstance(creds, list) else []):
-        if isinstance(cred, dict) and isinstance(cred.get("client_secret"), str):
-            problems.append(
-                Problem(
-                    f"credentials[{i}].client_secret",
-                    f"a plaintext secret in {path}, which is readable by group/others (mode {stat.S_IMODE(mode):04o}): "
-                    f'use client_secret = {{ file = "..." }} or {{ env = "..." }}, or `chmod 600 {path}`',
+        for key in ("client_secret", "private_key", "private_key_passphrase", "client_assertion"):
+            if isinstance(cred, dict) and isinstance(cred.get(key), str):
+                problems.append(
+                    Problem(
+                        f"credentials[{i}].{key}",
+                        f"a plaintext secret in {path}, which is readable by group/others (mode "
+                        f'{stat.S_IMODE(mode):04o}): use {key} = {{ file = "..." }} or {{ env = "..." }}, '
+                        f"or `chmod 600 {path}`",
+                    )
                 )
-            )
     stores = cfg_data.get("stores")
     for sname, store in (stores if isinstance(stores, dict) else {}).items():
         auth = store.get("auth") if isinstance(store, dict) else None

@@ -411,3 +411,21 @@ def test_auth_keys_rules(method: str, given: dict[str, Any], expected: str | Non
 
     problem = auth_keys_problem(method, given)
     assert (problem is None) if expected is None else (problem is not None and expected in problem), problem
+
+
+def test_a_path_written_as_a_plain_string_is_refused_with_the_file_form(tmp_path: Path) -> None:
+    doc = _doc(tmp_path, **PK, private_key="/etc/syncd/calm.key")
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, doc))
+    assert 'private_key = { file = "/etc/syncd/calm.key" }' in str(info.value)
+    inline = _doc(tmp_path, **PK, private_key=key_pem(new_key("p256")).decode())
+    assert load_config(_write(tmp_path, inline)).credentials[0].private_key is not None
+    path = _write(tmp_path, inline)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "credentials[0].private_key" in problems_of(info.value) and "BEGIN" not in str(info.value)
+
+
+def problems_of(exc: ConfigError) -> dict[str, str]:
+    return {p.path: p.message for p in exc.problems}
