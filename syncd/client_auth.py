@@ -196,39 +196,47 @@ class _KeyCache:
     """Parsed keys by digest of (PEM, passphrase, alg, kid): the file is read every mint, parsed only when it changes.
 
     Parsing (and for RSA, checking) a key costs far more than reading a small
-    file, and a rotated key must be used from the next mint on. The digest is
-    kept in memory only.
+    file (about 56 ms against 1 ms to sign), and a rotated key must be used from
+    the next mint on. Each credential (``slot``) holds one digest; a key is
+    dropped when no credential holds it any more, so the cache is bounded by the
+    keys in use and never evicts one that is (thousands of credentials with
+    their own keys would otherwise parse on every mint). Digests stay in memory.
     """
 
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
+    def __init__(self) -> None:
         self._keys: dict[str, SigningKey] = {}
+        self._slots: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def get(self, pem: bytes, passphrase: bytes | None, alg: str | None, key_id: str | None) -> SigningKey:
+    def get(self, slot: str, pem: bytes, passphrase: bytes | None, alg: str | None, key_id: str | None) -> SigningKey:
         h = hashlib.sha256()
         for part in (pem, passphrase or b"", (alg or "").encode(), (key_id or "").encode()):
             h.update(hashlib.sha256(part).digest())
         digest = h.hexdigest()
         with self._lock:
             hit = self._keys.get(digest)
-        if hit is not None:
-            return hit
-        loaded = load_signing_key(pem, passphrase, alg=alg, key_id=key_id)
+        loaded = hit if hit is not None else load_signing_key(pem, passphrase, alg=alg, key_id=key_id)
         with self._lock:
-            if len(self._keys) >= self._size:
-                self._keys.pop(next(iter(self._keys)))
             self._keys[digest] = loaded
+            old = self._slots.get(slot)
+            self._slots[slot] = digest
+            if old is not None and old != digest and old not in self._slots.values():
+                self._keys.pop(old, None)
         return loaded
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 _CACHE = _KeyCache()
 
 
-def signing_key(pem: SecretStr, passphrase: SecretStr | None, *, alg: str | None, key_id: str | None) -> SigningKey:
-    """The parsed key for this PEM text (cached while the text stays the same)."""
+def signing_key(
+    slot: str, pem: SecretStr, passphrase: SecretStr | None, *, alg: str | None, key_id: str | None
+) -> SigningKey:
+    """The parsed key for this PEM text, for credential ``slot`` (cached while the text stays the same)."""
     raw_pass = passphrase.get_secret_value().encode() if passphrase is not None else None
-    return _CACHE.get(pem.get_secret_value().encode(), raw_pass, alg, key_id)
+    return _CACHE.get(slot, pem.get_secret_value().encode(), raw_pass, alg, key_id)
 
 
 # --------------------------------------------------------------------------- assertions
@@ -314,7 +322,7 @@ def assertion_for(cfg: CredentialConfig, client_id: str, secret: SecretStr, now:
     if method == "private_key_jwt":
         assert cfg.private_key is not None  # the config validator requires it
         passphrase = cfg.private_key_passphrase.get() if cfg.private_key_passphrase is not None else None
-        key = signing_key(cfg.private_key.get(), passphrase, alg=cfg.signing_alg, key_id=cfg.key_id)
+        key = signing_key(cfg.name, cfg.private_key.get(), passphrase, alg=cfg.signing_alg, key_id=cfg.key_id)
         return sign_assertion(key, client_id, cfg.assertion_audience_for(), now, cfg.assertion_lifetime_for())
     if method == "client_assertion":
         assert cfg.client_assertion is not None  # the config validator requires it

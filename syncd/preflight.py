@@ -160,7 +160,7 @@ def _client_auth(path: str, cred: CredentialConfig, now: float, *, tls_readable:
         if not refs:
             passphrase = cred.private_key_passphrase.get() if cred.private_key_passphrase is not None else None
             try:
-                signing_key(cred.private_key.get(), passphrase, alg=cred.signing_alg, key_id=cred.key_id)
+                signing_key(cred.name, cred.private_key.get(), passphrase, alg=cred.signing_alg, key_id=cred.key_id)
             except ClientAuthError as exc:
                 findings.append(_auth_error(path, exc))
     if cred.client_assertion is not None:
