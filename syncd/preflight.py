@@ -14,6 +14,7 @@ dropped at once and never appear in a finding.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -146,6 +147,17 @@ def _auth_error(path: str, exc: ClientAuthError) -> Finding:
     return Finding("error", f"{path}.{exc.key}", exc.problem, exc.fix)
 
 
+def _world_readable(path: str, file: Path | None) -> list[Finding]:
+    """A private key any local user can read is a shared secret again (group access is how Kubernetes mounts it)."""
+    try:
+        mode = file.stat().st_mode if file is not None else 0
+    except OSError:
+        return []
+    if mode & stat.S_IROTH:
+        return [Finding("warning", path, f"{file} is readable by every local user", f"chmod o-r {file}")]
+    return []
+
+
 def _client_auth(path: str, cred: CredentialConfig, now: float, *, tls_readable: bool) -> list[Finding]:
     """What the chosen auth_method will read at the first mint: key, passphrase, assertion, certificate.
 
@@ -154,6 +166,7 @@ def _client_auth(path: str, cred: CredentialConfig, now: float, *, tls_readable:
     findings: list[Finding] = []
     if cred.private_key is not None:
         refs = _secret_ref(f"{path}.private_key", cred.private_key)
+        findings += _world_readable(f"{path}.private_key", cred.private_key.file)
         if cred.private_key_passphrase is not None:
             refs += _secret_ref(f"{path}.private_key_passphrase", cred.private_key_passphrase)
         findings += refs
@@ -171,6 +184,7 @@ def _client_auth(path: str, cred: CredentialConfig, now: float, *, tls_readable:
                 check_foreign_assertion(cred.client_assertion.get().get_secret_value(), now)
             except ClientAuthError as exc:
                 findings.append(_auth_error(path, exc))
+    findings += _world_readable(f"{path}.client_key", cred.client_key)
     if cred.client_cert is not None and tls_readable:
         try:
             cert_pem = cred.client_cert.read_bytes()

@@ -456,3 +456,18 @@ def test_key_cache_parses_once_per_key_and_forgets_rotated_keys(monkeypatch: pyt
     assert len(cache) == 300  # c1's old key dropped, the new one kept
     cache.get("c0", rotated, None, None, None)
     assert len(cache) == 300  # pems[0] is still held by "shared"
+
+
+def test_check_warns_about_a_world_readable_private_key(tmp_path: Path) -> None:
+    files = _material(tmp_path)
+    files["rsa"].chmod(0o644)
+    result = runner.invoke(
+        app, ["check", "-c", str(_write(tmp_path, _doc(tmp_path, **PK, private_key={"file": str(files["rsa"])})))]
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: credentials[0].private_key:" in result.output and "readable by every local user" in result.output
+    files["rsa"].chmod(0o640)
+    result = runner.invoke(
+        app, ["check", "-c", str(_write(tmp_path, _doc(tmp_path, **PK, private_key={"file": str(files["rsa"])})))]
+    )
+    assert "readable by every local user" not in result.output
