@@ -16,6 +16,8 @@ own code and configuration, so a proposed fix comes with an expected gain:
 * the file store's write as the engine awaits it, and a bare ``asyncio.to_thread`` hand-off;
 * the Python heap each credential costs, by component (tracemalloc);
 * one token request through syncd's ``mint`` (httpx) against a bare aiohttp POST;
+* one client assertion per mint (private_key_jwt RS256 / ES256 / EdDSA, client_secret_jwt HS256)
+  and the one-off parse of a rotated key;
 * small per-mint helpers on the hot path (a failed ``import sniffio`` that
   httpcore performs on every request when sniffio is not installed, the
   per-character token check, RFC 3339 formatting).
@@ -596,6 +598,65 @@ def hot_path_costs() -> dict[str, Any]:
     return out
 
 
+def client_auth_costs(sc: Scale) -> dict[str, Any]:
+    """One client assertion per mint (private_key_jwt: RS256, ES256, EdDSA; client_secret_jwt: HS256).
+
+    Measured through ``assertion_for``, as the engine calls it: the key file is read and its
+    parsed key found in the cache (a rotated file would be parsed once), then a JWT is signed.
+    Parsing a key from PEM, which happens once per key change, is priced separately.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from pydantic import SecretStr
+
+    from syncd.client_auth import assertion_for, load_signing_key
+    from syncd.config import CredentialConfig
+
+    n = max(20, sc.mints)
+    keys = {
+        "RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ES256": ec.generate_private_key(ec.SECP256R1()),
+        "EdDSA": ed25519.Ed25519PrivateKey.generate(),
+    }
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for alg, key in keys.items():
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            path = Path(tmp) / f"{alg}.key"
+            path.write_bytes(pem)
+            cfg = CredentialConfig(
+                name="bench",
+                token_url="https://idp.example/token",
+                client_id="bench",
+                auth_method="private_key_jwt",
+                private_key={"file": path},
+                targets=[{"store": "s", "key": "k"}],
+            )
+            assertion_for(cfg, "bench", SecretStr(""), time.time())  # parse once, as the first mint does
+            out[f"{alg}_assertion_us"] = _per_call_us(
+                lambda c=cfg: assertion_for(c, "bench", SecretStr(""), time.time()), n
+            )
+            out[f"{alg}_key_parse_us"] = _per_call_us(
+                lambda p=pem: load_signing_key(p, None, alg=None, key_id=None), 20
+            )
+        secret_cfg = CredentialConfig(
+            name="bench",
+            token_url="https://idp.example/token",
+            client_id="bench",
+            client_secret="bench-secret-0123456789abcdef",
+            auth_method="client_secret_jwt",
+            targets=[{"store": "s", "key": "k"}],
+        )
+        secret = SecretStr("bench-secret-0123456789abcdef")
+        out["HS256_assertion_us"] = _per_call_us(lambda: assertion_for(secret_cfg, "bench", secret, time.time()), n)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.micro")
     ap.add_argument("--out", required=True)
@@ -614,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     result["hot_path"] = hot_path_costs()
     result["http_client"] = http_client_costs(sc)
     result["store"] = store_costs(sc)
+    result["client_auth"] = client_auth_costs(sc)
     result["registry"] = registry_bound()
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -772,6 +772,20 @@ def profile_section(results: dict[str, Any]) -> str:
                 f"`datetime.isoformat` alone: {f(hp.get('isoformat_us'), 1, ' µs')}",
             ],
         ]
+        ca = micro.get("client_auth") or {}
+        for alg, what in (("RS256", "RSA 2048"), ("ES256", "EC P-256"), ("EdDSA", "Ed25519"), ("HS256", None)):
+            if ca.get(f"{alg}_assertion_us") is None:
+                continue
+            label = (
+                f"client assertion per mint: private_key_jwt {alg} ({what} key), file read + cached key + sign"
+                if what
+                else "client assertion per mint: client_secret_jwt HS256"
+            )
+            parse = ca.get(f"{alg}_key_parse_us")
+            note = (
+                f"syncd only; parsing a rotated key once: {f(parse, 0, ' µs')}" if parse is not None else "syncd only"
+            )
+            rows.append([label, f(ca[f"{alg}_assertion_us"], 0, " µs"), note])
         for r in mt.get("render") or []:
             rows.append(
                 [

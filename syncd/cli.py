@@ -171,6 +171,7 @@ def check(
     ] = False,
 ) -> None:
     """Validate the config and print the plan: cadence, writes/day, quota findings."""
+    from syncd.auth_rules import describe_proof
     from syncd.engine import Engine, plan_findings
     from syncd.preflight import preflight_findings
 
@@ -192,11 +193,10 @@ def check(
         life = cred.token_lifetime_for(cfg.defaults)
         plan_t = policy.refresh_time(0.0, life, 0.0, pol, 0.5)
         wpd = policy.writes_per_day(life, pol)
-        source = cred.client_secret.describe() if cred.client_secret else "-"
         ident = (
             f"service account {cred.service_account_file}"
             if cred.service_account_file
-            else f"client_id {cred.client_id}, secret from {source}"
+            else f"client_id {cred.client_id}, {describe_proof(cred)}"
         )
         out.print(f"\n[bold]credential {escape(cred.name)}[/]")
         lines = [

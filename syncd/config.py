@@ -48,6 +48,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem, inline_value_problem
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
@@ -512,13 +513,33 @@ class Defaults(_Model):
         return self
 
 
+AuthMethodName = Literal[
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "client_assertion",
+    "tls_client_auth",
+]
+SigningAlg = Literal["HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+DEFAULT_ASSERTION_LIFETIME = 60.0
+
+
 class CredentialConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     token_url: str = VGS_TOKEN_URL
     client_id: str | None = None
     client_secret: SecretRef | None = None
     service_account_file: ConfigPath | None = None
-    auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    auth_method: AuthMethodName = "client_secret_post"
+    # Client authentication beyond a shared secret (DESIGN.md "Client authentication at the token endpoint").
+    private_key: SecretRef | None = None
+    private_key_passphrase: SecretRef | None = None
+    signing_alg: SigningAlg | None = None
+    key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    assertion_audience: str | None = Field(default=None, min_length=1)
+    assertion_lifetime: PositiveDuration | None = None
+    client_assertion: SecretRef | None = None
     scopes: list[str] | None = None
     extra_params: dict[str, str] = Field(default_factory=dict)
     targets: list[TargetConfig] = Field(min_length=1)
@@ -548,13 +569,23 @@ class CredentialConfig(_Model):
     @field_validator("extra_params")
     @classmethod
     def _extra(cls, v: dict[str, str]) -> dict[str, str]:
-        reserved = sorted({"grant_type", "client_id", "client_secret", "scope"} & set(v))
+        owned = {"grant_type", "client_id", "client_secret", "scope", "client_assertion", "client_assertion_type"}
+        reserved = sorted(owned & set(v))
         if reserved:
             raise ValueError(f"{', '.join(reserved)} cannot be set in extra_params (use the dedicated keys)")
         return v
 
     @model_validator(mode="after")
     def _identity(self) -> CredentialConfig:
+        problem = auth_keys_problem(self.auth_method, {k: getattr(self, k) for k in AUTH_KEYS})
+        for key in ("private_key", "client_assertion"):
+            ref = getattr(self, key)
+            if problem is None and ref is not None and ref.value is not None:
+                problem = inline_value_problem(key, ref.value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        if self.auth_method not in SECRET_METHODS:
+            return self
         if self.service_account_file is not None:
             if self.client_id is not None or self.client_secret is not None:
                 raise ValueError("give either service_account_file or client_id + client_secret, not both")
@@ -562,6 +593,12 @@ class CredentialConfig(_Model):
             missing = " and ".join(k for k in ("client_id", "client_secret") if getattr(self, k) is None)
             raise ValueError(f"{missing} missing: give client_id and client_secret, or service_account_file")
         return self
+
+    def assertion_audience_for(self) -> str:
+        return self.assertion_audience or self.token_url
+
+    def assertion_lifetime_for(self) -> float:
+        return self.assertion_lifetime if self.assertion_lifetime is not None else DEFAULT_ASSERTION_LIFETIME
 
     def policy(self, defaults: Defaults) -> RefreshPolicy:
         """This credential's refresh policy: its own overrides over [defaults]."""
@@ -598,8 +635,10 @@ class CredentialConfig(_Model):
             sa = read_service_account(self.service_account_file)
             scopes = tuple(self.scopes) if self.scopes is not None else (sa.scopes or None)
             return sa.client_id, sa.client_secret, scopes, sa.vault_id
-        assert self.client_id is not None and self.client_secret is not None
-        return self.client_id, self.client_secret.get(), tuple(self.scopes) if self.scopes else None, None
+        assert self.client_id is not None
+        # Secretless methods: the empty secret is never sent (oauth sends client_id and the assertion only).
+        secret = self.client_secret.get() if self.client_secret is not None else SecretStr("")
+        return self.client_id, secret, tuple(self.scopes) if self.scopes else None, None
 
 
 # --------------------------------------------------------------------------- daemon + root
@@ -861,14 +900,16 @@ def _plaintext_problems(cfg_data: Mapping[str, Any], path: Path | None) -> list[
     problems = []
     creds = cfg_data.get("credentials")
     for i, cred in enumerate(creds if isinstance(creds, list) else []):
-        if isinstance(cred, dict) and isinstance(cred.get("client_secret"), str):
-            problems.append(
-                Problem(
-                    f"credentials[{i}].client_secret",
-                    f"a plaintext secret in {path}, which is readable by group/others (mode {stat.S_IMODE(mode):04o}): "
-                    f'use client_secret = {{ file = "..." }} or {{ env = "..." }}, or `chmod 600 {path}`',
+        for key in ("client_secret", "private_key", "private_key_passphrase", "client_assertion"):
+            if isinstance(cred, dict) and isinstance(cred.get(key), str):
+                problems.append(
+                    Problem(
+                        f"credentials[{i}].{key}",
+                        f"a plaintext secret in {path}, which is readable by group/others (mode "
+                        f'{stat.S_IMODE(mode):04o}): use {key} = {{ file = "..." }} or {{ env = "..." }}, '
+                        f"or `chmod 600 {path}`",
+                    )
                 )
-            )
     stores = cfg_data.get("stores")
     for sname, store in (stores if isinstance(stores, dict) else {}).items():
         auth = store.get("auth") if isinstance(store, dict) else None

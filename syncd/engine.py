@@ -36,6 +36,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from syncd import identity, logs, policy, schedule, shutdown, verify
+from syncd.client_auth import assertion_for, tls_files_version
 from syncd.config import Config, CredentialConfig, SecretUnavailableError, StoreConfig, TargetConfig
 from syncd.metrics import Metrics
 from syncd.oauth import MintError, MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
@@ -196,7 +197,10 @@ class Engine:
         """
         if self._http is not None:
             return self._http
-        key = (endpoint_origin(cfg.token_url), cfg.ca_bundle, cfg.client_cert, cfg.client_key)
+        # The files' versions are part of the key: a rotated certificate (cert-manager) gets a fresh
+        # pool; the old one is closed at stop (rotations are rare, in-flight mints may still use it).
+        tls_version = tls_files_version(cfg.client_cert, cfg.client_key, cfg.ca_bundle)
+        key = (endpoint_origin(cfg.token_url), cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_version)
         client = self._http_clients.get(key)
         if client is None:
             d = self.config.daemon
@@ -283,12 +287,26 @@ class Engine:
                 "(max_concurrent_mints) are held by requests it has not answered; will retry with backoff",
                 credential=cfg.name,
             )
+        # Signed once a slot is free: a queued mint must not send an assertion that aged while waiting.
+        try:
+            assertion = assertion_for(cfg, client_id, secret, self.clock())
+        except BaseException:
+            sem.release()
+            raise
+        if assertion is not None:
+            logs.register_secret(assertion.get_secret_value())
+            req = dataclasses.replace(req, client_assertion=assertion)
         started = time.perf_counter()
         try:
             token = await mint(self.http_client(cfg), req, clock=self.clock, deadline=deadline)
         finally:
             sem.release()
             self.metrics.mint_duration.observe(time.perf_counter() - started)
+            if assertion is not None:
+                # Registered only while it is in flight: an assertion is a new value every mint (or every
+                # kubelet rotation), so keeping each one would grow the scan set without bound; the mint's
+                # own redactor covers an IdP echoing it back.
+                logs.forget_secret(assertion.get_secret_value())
         logs.register_secret(token.access_token.get_secret_value())
         return self._payload(st, token)
 

@@ -25,6 +25,8 @@ IDENTITY_FIELDS = (
     "client_secret",
     "service_account_file",
     "auth_method",
+    "private_key",
+    "client_assertion",
     "scopes",
     "extra_params",
     "ca_bundle",

@@ -50,7 +50,16 @@ __all__ = [
     "mint",
 ]
 
-AuthMethod = Literal["client_secret_post", "client_secret_basic"]
+AuthMethod = Literal[
+    "client_secret_post",
+    "client_secret_basic",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "client_assertion",
+    "tls_client_auth",
+]
+#: Methods that send an RFC 7523 client_assertion instead of the secret (built by syncd.client_auth).
+_ASSERTION_METHODS = frozenset({"client_secret_jwt", "private_key_jwt", "client_assertion"})
 
 #: A token response is a few KiB at most; anything larger is a misrouted
 #: request (an HTML portal, a proxy error page) or hostile, and must not be
@@ -68,7 +77,9 @@ _MAX_LIFETIME = 10 * 365 * 86400.0
 
 #: Form fields that syncd owns. Letting ``extra_params`` replace them would
 #: silently change the grant or the identity being asserted.
-_RESERVED_FORM_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "scope"})
+_RESERVED_FORM_FIELDS = frozenset(
+    {"grant_type", "client_id", "client_secret", "scope", "client_assertion", "client_assertion_type"}
+)
 
 #: OAuth errors that mean "this credential/configuration is wrong": retrying
 #: quickly cannot help, an operator has to act.
@@ -121,6 +132,8 @@ class MintRequest:
     lifetime_fallback: float = 300.0
     mint_timeout: float | None = None
     """Total seconds for the whole exchange (connect, send, every byte of the answer); None: unbounded."""
+    #: The signed JWT for the assertion methods, made fresh for this one request.
+    client_assertion: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -329,11 +342,14 @@ def _build_request(req: MintRequest) -> tuple[dict[str, str], dict[str, str]]:
             f"credential {req.credential!r}: extra_params may not set {', '.join(reserved)} "
             "(syncd sends grant_type, client_id and client_secret itself; use `scopes` for scope)"
         )
-    if req.auth_method not in ("client_secret_post", "client_secret_basic"):
+    if req.auth_method not in ("client_secret_post", "client_secret_basic", "tls_client_auth", *_ASSERTION_METHODS):
         raise ValueError(
             f"credential {req.credential!r}: unknown auth_method {req.auth_method!r} "
-            "(use client_secret_post or client_secret_basic)"
+            "(use client_secret_post, client_secret_basic, client_secret_jwt, private_key_jwt, client_assertion "
+            "or tls_client_auth)"
         )
+    if (req.auth_method in _ASSERTION_METHODS) != (req.client_assertion is not None):
+        raise ValueError(f"credential {req.credential!r}: auth_method {req.auth_method} and client_assertion disagree")
     if not math.isfinite(req.lifetime_fallback) or req.lifetime_fallback <= 0:
         raise ValueError(f"credential {req.credential!r}: lifetime_fallback must be positive seconds")
     if req.mint_timeout is not None and (not math.isfinite(req.mint_timeout) or req.mint_timeout <= 0):
@@ -349,6 +365,12 @@ def _build_request(req: MintRequest) -> tuple[dict[str, str], dict[str, str]]:
     secret = req.client_secret.get_secret_value()
     if req.auth_method == "client_secret_basic":
         headers["Authorization"] = _basic_authorization(req.client_id, secret)
+    elif req.client_assertion is not None:
+        form["client_id"] = req.client_id
+        form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        form["client_assertion"] = req.client_assertion.get_secret_value()
+    elif req.auth_method == "tls_client_auth":
+        form["client_id"] = req.client_id  # RFC 8705 2: the TLS client certificate is the proof
     else:
         form["client_id"] = req.client_id
         form["client_secret"] = secret
@@ -831,6 +853,8 @@ class _Redactor:
     def for_request(cls, req: MintRequest, headers: Mapping[str, str]) -> _Redactor:
         secret = req.client_secret.get_secret_value()
         needles = [secret, quote_plus(secret, safe=""), quote(secret, safe="")]
+        if req.client_assertion is not None:
+            needles.append(req.client_assertion.get_secret_value())
         auth = headers.get("Authorization")
         if auth:
             needles += [auth, auth.removeprefix("Basic ")]

@@ -14,10 +14,14 @@ dropped at once and never appear in a finding.
 from __future__ import annotations
 
 import os
+import stat
+import time
 from pathlib import Path
 
+from syncd.client_auth import ClientAuthError, check_client_certificate, check_foreign_assertion, signing_key
 from syncd.config import (
     Config,
+    CredentialConfig,
     FileStoreConfig,
     SecretRef,
     SecretUnavailableError,
@@ -139,9 +143,65 @@ def _tls_files(path: str, ca: Path | None, cert: Path | None, key: Path | None, 
     return findings
 
 
+def _auth_error(path: str, exc: ClientAuthError) -> Finding:
+    return Finding("error", f"{path}.{exc.key}", exc.problem, exc.fix)
+
+
+def _world_readable(path: str, file: Path | None) -> list[Finding]:
+    """A private key any local user can read is a shared secret again (group access is how Kubernetes mounts it)."""
+    try:
+        mode = file.stat().st_mode if file is not None else 0
+    except OSError:
+        return []
+    if mode & stat.S_IROTH:
+        return [Finding("warning", path, f"{file} is readable by every local user", f"chmod o-r {file}")]
+    return []
+
+
+def _client_auth(path: str, cred: CredentialConfig, now: float, *, tls_readable: bool) -> list[Finding]:
+    """What the chosen auth_method will read at the first mint: key, passphrase, assertion, certificate.
+
+    Keys and assertions are parsed to learn whether they can be used, then dropped.
+    """
+    findings: list[Finding] = []
+    if cred.private_key is not None:
+        refs = _secret_ref(f"{path}.private_key", cred.private_key)
+        findings += _world_readable(f"{path}.private_key", cred.private_key.file)
+        if cred.private_key_passphrase is not None:
+            refs += _secret_ref(f"{path}.private_key_passphrase", cred.private_key_passphrase)
+        findings += refs
+        if not refs:
+            passphrase = cred.private_key_passphrase.get() if cred.private_key_passphrase is not None else None
+            try:
+                signing_key(cred.name, cred.private_key.get(), passphrase, alg=cred.signing_alg, key_id=cred.key_id)
+            except ClientAuthError as exc:
+                findings.append(_auth_error(path, exc))
+    if cred.client_assertion is not None:
+        refs = _secret_ref(f"{path}.client_assertion", cred.client_assertion)
+        findings += refs
+        if not refs:
+            try:
+                check_foreign_assertion(cred.client_assertion.get().get_secret_value(), now)
+            except ClientAuthError as exc:
+                findings.append(_auth_error(path, exc))
+    findings += _world_readable(f"{path}.client_key", cred.client_key)
+    if cred.client_cert is not None and tls_readable:
+        try:
+            cert_pem = cred.client_cert.read_bytes()
+            key_pem = cred.client_key.read_bytes() if cred.client_key is not None else None
+        except OSError:
+            return findings  # gone since _tls_files looked: reported at the mint
+        try:
+            check_client_certificate(cert_pem, key_pem, now)
+        except ClientAuthError as exc:
+            findings.append(_auth_error(path, exc))
+    return findings
+
+
 def preflight_findings(config: Config) -> list[Finding]:
     """Errors for every secret, file and directory the first mint or write would fail on."""
     findings: list[Finding] = []
+    now = time.time()
     for i, cred in enumerate(config.credentials):
         path = f"credentials[{i}]"
         if cred.service_account_file is not None:
@@ -159,7 +219,8 @@ def preflight_findings(config: Config) -> list[Finding]:
                 )
         elif cred.client_secret is not None:
             findings += _secret_ref(f"{path}.client_secret", cred.client_secret)
-        findings += _tls_files(path, cred.ca_bundle, cred.client_cert, cred.client_key, ca_key="ca_bundle")
+        tls = _tls_files(path, cred.ca_bundle, cred.client_cert, cred.client_key, ca_key="ca_bundle")
+        findings += tls + _client_auth(path, cred, now, tls_readable=not tls)
     for name, scfg in config.stores.items():
         if isinstance(scfg, FileStoreConfig):
             findings += _directory(f"stores.{name}.directory", scfg)

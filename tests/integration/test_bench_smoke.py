@@ -31,7 +31,16 @@ ROOT = Path(__file__).resolve().parents[2]
 HARD_TIMEOUT_S = 420
 STORES = ("file", "openbao", "moto-ssm", "moto-secretsmanager")
 VARIANTS = ("baseline", "log_level_warning", "prototype_fixes")
-MICRO_SECTIONS = ("logging", "metrics", "scheduler", "memory_kib_per_credential", "hot_path", "http_client", "store")
+MICRO_SECTIONS = (
+    "logging",
+    "metrics",
+    "scheduler",
+    "memory_kib_per_credential",
+    "hot_path",
+    "http_client",
+    "store",
+    "client_auth",
+)
 # The figures every loaded-daemon case reports (the doc's tables are built from them).
 ACTIVE_FIGURES = ("rotations_per_s", "cpu_cores", "cpu_per_rotation_ms", "peak_rss_mb", "rss_growth_mb_per_h")
 

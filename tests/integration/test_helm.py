@@ -910,3 +910,21 @@ def test_alerts_use_the_probe_series_when_it_runs(with_probe):
         assert "unless on (namespace, credential, target) max by (namespace, job, credential, target) (syncd_probe" in expr
     # What only the daemon knows stays on the daemon's series.
     assert "syncd_probe" not in rules["SyncdRotationFailing"]["expr"] + rules["SyncdAbsent"]["expr"]
+
+
+def test_client_auth_keys_and_the_projected_token(rendered, chart):
+    """private_key and client_assertion are secret references in the TOML; the projected token is
+    mounted where client_assertion points, with the IdP's audience; an empty audience fails the render."""
+    manifests = rendered["client-auth"]
+    creds = {c["name"]: c for c in tomllib.loads(syncd_toml(manifests))["credentials"]}
+    assert creds["calm"]["private_key"] == {"file": "/etc/syncd/secrets/syncd-calm-key/tls.key"}
+    assert creds["entra"]["client_assertion"] == {"file": "/var/run/secrets/tokens/idp"}
+    assert creds["mtls"]["client_cert"] == "/etc/syncd/secrets/syncd-mtls/tls.crt"
+    volume = next(v for v in pod_spec(manifests)["volumes"] if v["name"] == "workload-identity-token")
+    source = volume["projected"]["sources"][0]["serviceAccountToken"]
+    assert source == {"path": "idp", "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600}
+    mount = next(m for m in container(manifests)["volumeMounts"] if m["name"] == "workload-identity-token")
+    assert mount == {"name": "workload-identity-token", "mountPath": "/var/run/secrets/tokens", "readOnly": True}
+    values = load_values("client-auth")
+    values["workloadIdentityToken"]["audience"] = ""
+    assert "audience" in render_error(chart, values)

@@ -310,3 +310,58 @@ targets = [{{ store = "local", key = "card.json" }}]
     assert "api_key=***" in shown and "***@127.0.0.1" in shown, shown
     for word in (*words, env["VAULT_TOKEN"], SECRET):
         assert word not in shown, f"{word} in syncd check output"
+
+
+# --------------------------------------------------------------------------- client authentication
+
+
+def test_keys_assertions_and_passphrases_never_leak(tmp_path, peers_installed):
+    """Every client-authentication method at debug level, then `syncd check` on broken key material:
+    no private key (any PEM line), passphrase, client secret or assertion in logs, /status, /metrics
+    or errors. Every JWT syncd handles starts with ``eyJ`` (base64 of '{"'); the IdP's tokens are opaque,
+    so no ``eyJ`` at all may appear."""
+    from tests.auth_idp import CS_SECRET, PASSPHRASE, AuthIdp
+
+    material = AuthIdp(tmp_path / "material")
+    server = material.server()
+    server.start()
+    try:
+        material.write_foreign_assertion(server.token_url)
+        out = tmp_path / "out"
+        cfg = (
+            '[daemon]\nlisten = "127.0.0.1:{port}"\nlog_format = "json"\nlog_level = "debug"\n\n'
+            '[defaults]\nmin_remaining = "1s"\ntoken_lifetime = "3s"\nfatal_retry = "0.5s"\n\n'
+            + material.credentials_toml(server, out)
+        )
+        exposed = ""
+        with SyncdProcess(cfg, tmp_path) as d:
+            d.wait_http()
+            wait_for(lambda: len([e for e in d.events("mint") if e.get("outcome") == "ok"]) >= 12, 30, what="mints")
+            exposed += d.get("/status").text + d.get("/metrics").text
+            assert d.stop() == 0
+        # broken material, reported by check: wrong passphrase, a garbage key, a non-JWT assertion
+        (material.directory / "passphrase").write_text("wrong-" + PASSPHRASE)
+        material.key_file("pk-rs256").write_text(
+            "-----BEGIN PRIVATE KEY-----\n" + CS_SECRET + "\n-----END PRIVATE KEY-----\n"
+        )
+        material.assertion_file.write_text(PASSPHRASE)
+        check_cfg = tmp_path / "check.toml"
+        check_cfg.write_text(cfg.replace("{port}", "0"))
+        check_cfg.chmod(0o600)
+        proc = subprocess.run([SYNCD, "check", "-c", str(check_cfg)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        exposed += proc.stdout + proc.stderr
+        for key_path in ("credentials[0].private_key", "credentials[2].private_key", "credentials[6].client_assertion"):
+            assert key_path in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    finally:
+        server.stop()
+        server.cleanup()
+    logs = d.log_text()
+    assert "httpcore" in logs, "debug logging of the HTTP stack must be on for this test to prove anything"
+    for text, where in ((logs, "logs"), (exposed, "endpoints and check")):
+        assert "eyJ" not in text, f"a JWT in {where}"
+        for secret in material.secrets:
+            assert secret not in text, f"key material or assertion in {where}"
+        for secret in (CS_SECRET, PASSPHRASE, "wrong-" + PASSPHRASE):
+            leaked = [p for p in _prefixes(secret)[6:] if p in text]
+            assert not leaked, f"{where} holds {len(leaked[-1])} leading characters of a secret"

@@ -29,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -99,11 +100,17 @@ def http_request(
     data: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, bytes]:
     """Send one HTTP request, bypassing proxies; return ``(status, body)`` for any status."""
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    opener = _opener
+    if context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _opener.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
@@ -352,11 +359,36 @@ class OidcClient:
     """A client registered at the :class:`OidcServer`."""
 
     client_id: str
-    client_secret: str
+    client_secret: str | None
     scope: str = "cards:read cards:write"
+    #: client_secret_post (default; basic works too), client_secret_jwt, private_key_jwt, tls_client_auth
+    token_endpoint_auth_method: str = "client_secret_post"
+    #: public keys (a JWK Set) for private_key_jwt
+    jwks: Mapping[str, Any] | None = None
+    #: the certificate subject for tls_client_auth, comma form ("CN=calm,O=VGS test")
+    tls_client_auth_subject_dn: str | None = None
 
-    def as_json(self) -> dict[str, str]:
-        return {"client_id": self.client_id, "client_secret": self.client_secret, "scope": self.scope}
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"client_id": self.client_id}
+        if self.client_secret is not None:
+            out["client_secret"] = self.client_secret
+        out["scope"] = self.scope
+        if self.token_endpoint_auth_method != "client_secret_post":
+            out["token_endpoint_auth_method"] = self.token_endpoint_auth_method
+        if self.jwks is not None:
+            out["jwks"] = dict(self.jwks)
+        if self.tls_client_auth_subject_dn is not None:
+            out["tls_client_auth_subject_dn"] = self.tls_client_auth_subject_dn
+        return out
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files for an HTTPS peer that asks clients for certificates issued by ``ca``."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 class OidcServer(PeerProcess):
@@ -368,7 +400,7 @@ class OidcServer(PeerProcess):
     """
 
     name = "oidc"
-    _ready_re = re.compile(r"^READY http://127\.0\.0\.1:(\d+)\s*$", re.MULTILINE)
+    _ready_re = re.compile(r"^READY https?://127\.0\.0\.1:(\d+)\s*$", re.MULTILINE)
 
     def __init__(
         self,
@@ -377,8 +409,10 @@ class OidcServer(PeerProcess):
         port: int = 0,
         *,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S,
+        tls: ServerTls | None = None,
     ) -> None:
         parsed = [c if isinstance(c, OidcClient) else OidcClient(**c) for c in clients]
+        self.tls = tls
         if not parsed:
             raise ValueError("OidcServer needs at least one client")
         super().__init__(port, startup_timeout=startup_timeout)
@@ -405,6 +439,11 @@ class OidcServer(PeerProcess):
             str(self.ttl),
             "--clients",
             str(self.clients_file),
+            *(
+                ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key), "--tls-ca", str(self.tls.ca)]
+                if self.tls is not None
+                else []
+            ),
         ]
 
     def _probe(self) -> bool:
@@ -418,7 +457,12 @@ class OidcServer(PeerProcess):
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{HOST}:{self.port}"
+
+    @property
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """Trust for the test's own CA (the stats endpoints need no client certificate)."""
+        return ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls is not None else None
 
     @property
     def issuer(self) -> str:
@@ -446,7 +490,7 @@ class OidcServer(PeerProcess):
 
     def stats(self) -> dict[str, Any]:
         """``{"tokens_issued": {client_id: n}, "total": n}`` since the process started or the last reset."""
-        status, body = http_request("GET", f"{self.base_url}/_stats")
+        status, body = http_request("GET", f"{self.base_url}/_stats", context=self._ssl_context)
         if status != 200:
             raise PeerError(f"GET /_stats -> {status}: {body[:200]!r}")
         result: dict[str, Any] = json.loads(body)
@@ -457,7 +501,7 @@ class OidcServer(PeerProcess):
         return int(self.stats()["tokens_issued"].get(client_id, 0))
 
     def reset_stats(self) -> None:
-        status, body = http_request("POST", f"{self.base_url}/_stats/reset", data=b"")
+        status, body = http_request("POST", f"{self.base_url}/_stats/reset", data=b"", context=self._ssl_context)
         if status != 200:
             raise PeerError(f"POST /_stats/reset -> {status}: {body[:200]!r}")
 

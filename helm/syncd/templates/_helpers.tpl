@@ -152,7 +152,7 @@ Input: dict "v" <value> "field" <key name>. Output: JSON {"v": <transformed>}.
 */}}
 {{- define "syncd.transform" -}}
 {{- $v := .v -}}
-{{- $secretFields := list "client_secret" "role_id" "secret_id" -}}
+{{- $secretFields := list "client_secret" "role_id" "secret_id" "private_key" "private_key_passphrase" "client_assertion" -}}
 {{- if include "syncd.isRef" $v -}}
 {{- $path := include "syncd.refPath" $v -}}
 {{- if has .field $secretFields -}}

@@ -15,23 +15,32 @@
 //
 //   --port N      / PORT               listen port on 127.0.0.1; 0 = any free port (default 0)
 //   --ttl S       / OIDC_TTL           lifetime of client-credentials access tokens in seconds (default 3)
-//   --clients P   / OIDC_CLIENTS_FILE  JSON file: [{"client_id", "client_secret", "scope"}]
+//   --clients P   / OIDC_CLIENTS_FILE  JSON file: [{"client_id", "client_secret", "scope",
+//                                      "token_endpoint_auth_method", "jwks", "tls_client_auth_subject_dn"}]
+//   --tls-cert P, --tls-key P, --tls-ca P   serve HTTPS with this certificate and ask every
+//                                      client for a certificate issued by the CA in --tls-ca
 //
-// Client authentication: every client is registered with
-// token_endpoint_auth_method=client_secret_post. oidc-provider treats the two
+// Client authentication: a client is registered with its
+// token_endpoint_auth_method (default client_secret_post). oidc-provider treats the two
 // shared-secret methods as interchangeable (a secret sent in the form or in an
 // HTTP Basic header is accepted for a client registered with either), so the
 // same client works with client_secret_post and client_secret_basic.
+// private_key_jwt clients carry their public keys in "jwks"; client_secret_jwt
+// clients sign with their client_secret (HS256). On TLS, the mTLS feature is on
+// for RFC 8705 tls_client_auth: the certificate comes from the TLS socket, is
+// authorized when it chains to --tls-ca, and must carry the registered subject DN.
+// Assertions are single-use (the provider's replay detection refuses a reused jti).
 //
 // Tokens are opaque and stored in memory (lost on restart). The response has a
 // "scope" member only when the request asked for scopes (RFC 6749 5.1 allows
 // leaving it out); there is no refresh_token for client_credentials.
 //
-// Once listening it prints exactly one line "READY http://127.0.0.1:<port>" on
+// Once listening it prints exactly one line "READY http(s)://127.0.0.1:<port>" on
 // stdout; everything else goes to stderr. SIGTERM/SIGINT close it cleanly.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import process from 'node:process';
 import { parseArgs } from 'node:util';
 
@@ -49,6 +58,9 @@ function readConfig() {
       port: { type: 'string' },
       ttl: { type: 'string' },
       clients: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
     },
     strict: true,
   });
@@ -68,15 +80,53 @@ function readConfig() {
   if (!Array.isArray(clients) || clients.length === 0) {
     throw new Error(`${clientsFile}: expected a non-empty JSON array of clients`);
   }
+  const secretMethods = new Set(['client_secret_post', 'client_secret_basic', 'client_secret_jwt']);
   for (const c of clients) {
-    if (typeof c.client_id !== 'string' || typeof c.client_secret !== 'string') {
-      throw new Error(`${clientsFile}: every client needs string client_id and client_secret`);
+    const method = c.token_endpoint_auth_method ?? 'client_secret_post';
+    if (typeof c.client_id !== 'string') {
+      throw new Error(`${clientsFile}: every client needs a string client_id`);
+    }
+    if (secretMethods.has(method) && typeof c.client_secret !== 'string') {
+      throw new Error(`${clientsFile}: client ${c.client_id} (${method}) needs a string client_secret`);
     }
   }
-  return { port, ttl, clients };
+  const tlsFiles = [values['tls-cert'], values['tls-key'], values['tls-ca']];
+  if (tlsFiles.some(Boolean) && !tlsFiles.every(Boolean)) {
+    throw new Error('TLS needs all of --tls-cert, --tls-key and --tls-ca');
+  }
+  const tls = tlsFiles.every(Boolean)
+    ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']), ca: readFileSync(values['tls-ca']) }
+    : null;
+  return { port, ttl, clients, tls };
 }
 
-function buildProvider(issuer, ttl, clients) {
+// RFC 8705 2.1: the certificate is read from the TLS connection itself.
+function peerCertificate(ctx) {
+  const socket = ctx.req.socket;
+  if (typeof socket.getPeerX509Certificate !== 'function') return undefined;
+  return socket.getPeerX509Certificate();
+}
+
+const mTLS = {
+  enabled: true,
+  certificateBoundAccessTokens: false,
+  selfSignedTlsClientAuth: false,
+  tlsClientAuth: true,
+  getCertificate(ctx) {
+    return peerCertificate(ctx)?.toString();
+  },
+  certificateAuthorized(ctx) {
+    return ctx.req.socket.authorized === true;
+  },
+  certificateSubjectMatches(ctx, property, expected) {
+    const cert = peerCertificate(ctx);
+    if (!cert || property !== 'tls_client_auth_subject_dn') return false;
+    // Node lists the subject one attribute per line; registrations use the comma form.
+    return cert.subject.split('\n').join(',') === expected;
+  },
+};
+
+function buildProvider(issuer, ttl, clients, tls) {
   const scopes = new Set();
   for (const c of clients) {
     for (const s of (c.scope ?? '').split(' ').filter(Boolean)) scopes.add(s);
@@ -85,19 +135,34 @@ function buildProvider(issuer, ttl, clients) {
   const provider = new Provider(issuer, {
     clients: clients.map((c) => ({
       client_id: c.client_id,
-      client_secret: c.client_secret,
+      ...(c.client_secret !== undefined ? { client_secret: c.client_secret } : {}),
       grant_types: ['client_credentials'],
       response_types: [],
       redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_post',
+      token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_post',
+      ...(c.jwks ? { jwks: c.jwks } : {}),
+      ...(c.tls_client_auth_subject_dn ? { tls_client_auth_subject_dn: c.tls_client_auth_subject_dn } : {}),
       ...(c.scope ? { scope: c.scope } : {}),
     })),
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_jwt',
+      'client_secret_post',
+      'private_key_jwt',
+      ...(tls ? ['tls_client_auth'] : []),
+    ],
+    enabledJWA: {
+      clientAuthSigningAlgValues: [
+        'HS256', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'Ed25519', 'EdDSA',
+      ],
+    },
     scopes: [...scopes],
     features: {
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       devInteractions: { enabled: false },
+      ...(tls ? { mTLS } : {}),
     },
     ttl: {
       ClientCredentials: ttl,
@@ -128,11 +193,11 @@ function sendJson(res, status, body) {
 }
 
 function main() {
-  const { port, ttl, clients } = readConfig();
+  const { port, ttl, clients, tls } = readConfig();
   const issued = new Map();
   let callback = null;
 
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
     const url = req.url ?? '/';
     const path = url.split('?')[0];
 
@@ -156,7 +221,12 @@ function main() {
       return;
     }
     sendJson(res, 404, { error: 'not_found', error_description: `no route for ${req.method} ${path}` });
-  });
+  };
+  // On TLS every client is asked for a certificate but not refused without one:
+  // the provider decides per client whether it needs it (tls_client_auth).
+  const server = tls
+    ? https.createServer({ ...tls, requestCert: true, rejectUnauthorized: false }, handler)
+    : http.createServer(handler);
 
   server.on('error', (err) => {
     log(`server error: ${err.stack ?? err}`);
@@ -165,8 +235,8 @@ function main() {
 
   server.listen(port, '127.0.0.1', () => {
     const actualPort = server.address().port;
-    const base = `http://127.0.0.1:${actualPort}`;
-    const provider = buildProvider(`${base}${REALM_PATH}`, ttl, clients);
+    const base = `${tls ? 'https' : 'http'}://127.0.0.1:${actualPort}`;
+    const provider = buildProvider(`${base}${REALM_PATH}`, ttl, clients, tls);
 
     provider.on('client_credentials.saved', (token) => {
       issued.set(token.clientId, (issued.get(token.clientId) ?? 0) + 1);
@@ -175,7 +245,7 @@ function main() {
       log(`token issued client_id=${ctx.oidc.client?.clientId} grant_type=${ctx.oidc.params?.grant_type}`);
     });
     provider.on('grant.error', (ctx, err) => {
-      log(`token error client_id=${ctx.oidc.client?.clientId ?? '-'} ${err.message}: ${err.error_description ?? ''}`);
+      log(`token error client_id=${ctx.oidc.client?.clientId ?? '-'} ${err.message}: ${err.error_description ?? ''} ${err.error_detail ?? ''}`);
     });
     provider.on('introspection.error', (ctx, err) => log(`introspection error ${err.message}`));
     provider.on('revocation.error', (ctx, err) => log(`revocation error ${err.message}`));
