@@ -49,6 +49,7 @@ from pydantic_settings import (
 )
 
 from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem, inline_value_problem
+from syncd.oauth import AuthMethod
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
@@ -513,14 +514,6 @@ class Defaults(_Model):
         return self
 
 
-AuthMethodName = Literal[
-    "client_secret_post",
-    "client_secret_basic",
-    "client_secret_jwt",
-    "private_key_jwt",
-    "client_assertion",
-    "tls_client_auth",
-]
 SigningAlg = Literal["HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
 DEFAULT_ASSERTION_LIFETIME = 60.0
 
@@ -531,7 +524,7 @@ class CredentialConfig(_Model):
     client_id: str | None = None
     client_secret: SecretRef | None = None
     service_account_file: ConfigPath | None = None
-    auth_method: AuthMethodName = "client_secret_post"
+    auth_method: AuthMethod = "client_secret_post"
     # Client authentication beyond a shared secret (DESIGN.md "Client authentication at the token endpoint").
     private_key: SecretRef | None = None
     private_key_passphrase: SecretRef | None = None
