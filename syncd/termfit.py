@@ -6,6 +6,8 @@ have table-driven tests of their own.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import textwrap
 
 # Below this width the tables leave out columns a reader can do without (fingerprint,
@@ -20,7 +22,16 @@ _WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "
 def status_url(listen: str) -> str:
     """The URL ``syncd status`` uses for a daemon configured with ``[daemon] listen``."""
     host, _, port = listen.rpartition(":")
-    host = _WILDCARD_TO_LOOPBACK.get(host, host).strip("[]")
+    host = host.strip("[]")
+    # A wildcard listen address is where the daemon accepts, not where a client can connect:
+    # ask the loopback address of the same family instead.
+    if not host:
+        host = "127.0.0.1"
+    else:
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(host)
+            if address.is_unspecified:
+                host = "::1" if address.version == 6 else "127.0.0.1"
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     return f"http://{host}:{port}"
