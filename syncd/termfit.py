@@ -14,10 +14,6 @@ import textwrap
 # absolute expiry): seven columns in 80 characters would truncate every name to "card-m…".
 WIDE = 120
 
-# Wildcard listen addresses are where the daemon accepts, not where a client can connect
-# (these addresses are read from the config and mapped away, never bound).
-_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}  # noqa: S104
-
 
 def status_url(listen: str) -> str:
     """The URL ``syncd status`` uses for a daemon configured with ``[daemon] listen``."""
