@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import math
 import os
@@ -39,7 +38,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
-from syncd.payload import PayloadError, TokenPayload, fingerprint, is_slot_index, to_rfc3339
+from syncd.payload import TokenPayload, fingerprint, is_slot_index, to_rfc3339
+from syncd.stores.reading import TORN_READ_ATTEMPTS as _TORN_READ_ATTEMPTS
+from syncd.stores.reading import Fetched as _Fetched
+from syncd.stores.reading import Source as _Source
+from syncd.stores.reading import (
+    TokenError,
+    TokenExpiredError,
+    TokenFormatError,
+    TokenNotFoundError,
+    TokenStoreError,
+)
+from syncd.stores.reading import from_doc as _from_doc
+from syncd.stores.reading import from_raw as _from_raw
+from syncd.stores.reading import loads as _loads
+from syncd.stores.reading import torn as _torn
 
 if TYPE_CHECKING:
     import requests
@@ -73,43 +86,6 @@ _GRACE_CAP: Final = 10.0
 _ERROR_BACKOFF_CAP: Final = 30.0
 #: Secrets Manager returns at most 20 secrets per BatchGetSecretValue call.
 _BATCH_LIMIT: Final = 20
-#: A raw token and its metadata are two writes; a reader can land between them.
-_TORN_READ_ATTEMPTS: Final = 3
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class TokenError(Exception):
-    """The reader cannot hand out a usable token. ``source`` names where it looked.
-
-    Messages name the source and the reason, never the token.
-    """
-
-    def __init__(self, message: str, source: str = "") -> None:
-        super().__init__(message)
-        self.source = source
-
-
-class TokenNotFoundError(TokenError):
-    """The store has nothing at that name (syncd has not written it yet, or the name is wrong)."""
-
-
-class TokenFormatError(TokenError):
-    """The store holds something that is not a valid syncd payload (corrupt, truncated, foreign)."""
-
-
-class TokenStoreError(TokenError):
-    """The store could not be read: unreachable, permission denied, throttled, misconfigured."""
-
-
-class TokenExpiredError(TokenError):
-    """The only token available has expired; ``expired_for`` says how long ago, in seconds."""
-
-    def __init__(self, message: str, source: str = "", expires_at: float = 0.0, expired_for: float = 0.0) -> None:
-        super().__init__(message, source)
-        self.expires_at = expires_at
-        self.expired_for = expired_for
 
 
 def _expired_error(source: str, payload: TokenPayload, now: float, margin: float) -> TokenExpiredError:
@@ -155,68 +131,6 @@ def authorization_header(payload: TokenPayload) -> str:
 
 
 # --------------------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    """One read of the store: the payload, and whether it carried its own ``refresh_after``."""
-
-    payload: TokenPayload
-    explicit_refresh: bool
-
-
-def _loads(text: str | bytes, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "pos", None)
-        at = f" at position {where}" if where is not None else ""
-        raise TokenFormatError(f"{source}: not valid JSON ({exc.__class__.__name__}{at})", source) from None
-
-
-def _from_doc(doc: Any, source: str) -> _Fetched:
-    if is_slot_index(doc):
-        raise TokenFormatError(
-            f"{source}: holds a slot index ({doc.get('slots')} slots), not a token; "
-            "only aws-sm:// sources follow slot indexes",
-            source,
-        )
-    try:
-        payload = TokenPayload.from_dict(doc, source=source)
-    except PayloadError as exc:
-        raise TokenFormatError(str(exc), source) from None
-    return _Fetched(payload, bool(doc.get("refresh_after")))
-
-
-def _from_raw(token: str, meta: Any, source: str, meta_name: str) -> _Fetched:
-    if not isinstance(meta, dict):
-        raise TokenFormatError(f"{source}: {meta_name} is not a JSON object", source)
-    version = meta.get("version")
-    if isinstance(version, str) and version.strip().isdigit():
-        meta = {**meta, "version": int(version)}  # KV v2 custom_metadata holds strings only
-    try:
-        payload = TokenPayload.from_metadata(token, meta, source=source)
-    except PayloadError as exc:
-        raise TokenFormatError(str(exc), source) from None
-    return _Fetched(payload, bool(meta.get("refresh_after")))
-
-
-def _torn(token: str, meta: Any) -> bool:
-    """True when a bare token and its metadata belong to different writes (read between the two)."""
-    return isinstance(meta, dict) and bool(meta.get("fingerprint")) and meta["fingerprint"] != fingerprint(token)
-
-
-class _Source:
-    """Where a payload lives. ``fetch`` raises only :class:`TokenError` subclasses (the reader
-    wraps anything else), must be thread-safe, and may block: async readers call it in a thread."""
-
-    description: str = "?"
-
-    def fetch(self, now: float) -> _Fetched:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        return None
 
 
 class _FileSource(_Source):
