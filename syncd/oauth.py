@@ -94,8 +94,8 @@ _FATAL_OAUTH_ERRORS: Mapping[str, str] = {
 }
 
 _FATAL_OAUTH_FIXES: Mapping[str, str] = {
-    "invalid_client": "check client_id, client_secret and auth_method",
-    "unauthorized_client": "check client_id, client_secret and auth_method",
+    "invalid_client": "",  # filled in by _credentials_fix: it depends on the auth method
+    "unauthorized_client": "",
     "invalid_scope": "check `scopes` against what the client is allowed at the IdP",
     "unsupported_grant_type": "enable the client credentials grant (service account) for this client at the IdP",
     "invalid_request": "check auth_method and extra_params against what the IdP expects",
@@ -552,7 +552,7 @@ def _raise_for_error_status(req: MintRequest, url: str, reply: _Reply, redact: _
     if error is not None and error in _FATAL_OAUTH_ERRORS:
         raise FatalMintError(
             f"credential {cred!r}: {_FATAL_OAUTH_ERRORS[error]} ({detail}): "
-            f"{_FATAL_OAUTH_FIXES[error]}; {_FATAL_RETRY_HINT}",
+            f"{_FATAL_OAUTH_FIXES[error] or _credentials_fix(req)}; {_FATAL_RETRY_HINT}",
             credential=cred,
             status=status,
             error=error,
@@ -561,7 +561,7 @@ def _raise_for_error_status(req: MintRequest, url: str, reply: _Reply, redact: _
     if status == 401:
         raise FatalMintError(
             f"credential {cred!r}: the IdP rejected the client credentials ({detail}): "
-            f"check client_id, client_secret and auth_method; {_FATAL_RETRY_HINT}",
+            f"{_credentials_fix(req)}; {_FATAL_RETRY_HINT}",
             credential=cred,
             status=status,
             error=error,
@@ -585,6 +585,22 @@ def _raise_for_error_status(req: MintRequest, url: str, reply: _Reply, redact: _
         error=error,
         description=description,
     )
+
+
+def _credentials_fix(req: MintRequest) -> str:
+    """What to check when the IdP rejects the client: the settings the configured method uses."""
+    if req.auth_method == "private_key_jwt":
+        return (
+            "check client_id, that the IdP holds the public key of private_key (and key_id), "
+            "signing_alg and assertion_audience"
+        )
+    if req.auth_method == "client_assertion":
+        return "check client_id and that the IdP trusts the issuer of the client_assertion token file"
+    if req.auth_method == "tls_client_auth":
+        return "check client_id and that the IdP maps the client certificate (client_cert) to this client"
+    if req.auth_method == "client_secret_jwt":
+        return "check client_id, client_secret (the HMAC key), signing_alg and assertion_audience"
+    return "check client_id, client_secret and auth_method"
 
 
 def _parse_token(req: MintRequest, url: str, reply: _Reply, issued_at: float, redact: _Redactor) -> Token:

@@ -702,3 +702,32 @@ async def test_build_http_client_with_ca_bundle() -> None:
 def test_build_http_client_key_without_cert_refused() -> None:
     with pytest.raises(ValueError, match="client_cert"):
         build_http_client(client_key="/etc/key.pem")
+
+
+@pytest.mark.parametrize(
+    ("method", "names", "not_named"),
+    [
+        ("client_secret_post", ("client_secret",), ()),
+        ("client_secret_basic", ("client_secret",), ()),
+        ("private_key_jwt", ("private_key", "key_id"), ("client_secret",)),
+        ("client_assertion", ("client_assertion",), ("client_secret",)),
+        ("tls_client_auth", ("client_cert",), ("client_secret",)),
+        ("client_secret_jwt", ("client_secret", "signing_alg"), ()),
+    ],
+)
+async def test_rejected_client_hint_names_what_the_auth_method_uses(
+    method: str, names: tuple[str, ...], not_named: tuple[str, ...]
+) -> None:
+    """A key-based client told to check its client_secret would chase a setting it does not have."""
+    assertion = SecretStr("header.payload.signature") if method.endswith(("_jwt", "assertion")) else None
+    req = make_req(auth_method=method, client_assertion=assertion)
+    for status, code in ((400, "invalid_client"), (401, "unauthorized_client")):
+        exc = await run_error(respond(status, {"error": code}), req)
+        message = str(exc)
+        for name in names:
+            assert name in message, (method, code, message)
+        for name in not_named:
+            assert name not in message, (method, code, message)
+    bare = await run_error(respond(401, content=b"Unauthorized"), req)
+    for name in names:
+        assert name in str(bare), (method, str(bare))
