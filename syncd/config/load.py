@@ -195,6 +195,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[Problem]:
                 if problem is not None:
                     problems.append(Problem(f"{path}.key", f"{tgt['key'][:40]!r}: {problem}"))
             ident = (store_name, tgt.get("key"))
+            if not all(isinstance(part, str) for part in ident):
+                continue  # a list or table here is reported by the type checks, with its key path
             if ident in seen_targets:
                 problems.append(Problem(path, f"the same target {store_name}:{tgt.get('key')} is listed twice"))
             seen_targets.add(ident)
@@ -204,8 +206,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[Problem]:
         if not isinstance(cred, dict) or not isinstance(cred.get("targets"), list):
             continue
         for j, tgt in enumerate(cred["targets"]):
-            if isinstance(tgt, dict):
-                ident = (tgt.get("store"), tgt.get("key"))
+            if isinstance(tgt, dict) and isinstance(tgt.get("store"), str) and isinstance(tgt.get("key"), str):
+                ident = (tgt["store"], tgt["key"])
                 if ident in owners and owners[ident] != f"credentials[{i}]":
                     problems.append(
                         Problem(

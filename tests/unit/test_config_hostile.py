@@ -64,3 +64,13 @@ def test_file_key_too_long_for_its_temp_file() -> None:
     data["credentials"][0]["targets"] = [{"store": "local", "key": "k" * 230, "format": "raw"}]
     found = problems(data)
     assert "255-byte" in found["credentials[0].targets[0].key"]
+
+
+@pytest.mark.parametrize("bad", [["a"], {"k": "v"}, 7])
+@pytest.mark.parametrize("field", ["key", "store"])
+def test_target_key_or_store_of_the_wrong_type_is_a_named_problem(field: str, bad: Any) -> None:
+    """A list or table where a name belongs once crashed the duplicate-target check (unhashable)."""
+    data = cfg()
+    data["credentials"][0]["targets"] = [{"store": "local", "key": "calm.json", field: bad}] * 2
+    found = problems(data)
+    assert f"credentials[0].targets[0].{field}" in found, found
