@@ -5,6 +5,7 @@
 - :mod:`.auth`    the store's own Vault token: login, renewal, login again
 - :mod:`.kv`      KV v1 / v2 reads and writes for the store, check-and-set
 - :mod:`.store`   :class:`VaultStore`, the write side the daemon uses
+- :mod:`.read`    :class:`~syncd.stores.vault.read.VaultSource`, the consumer reader's side
 
 The names below stay importable from ``syncd.stores.vault`` (the ``syncd.stores`` entry point
 is ``syncd.stores.vault:VaultStore``). Those that need hvac are loaded on first use, so a
