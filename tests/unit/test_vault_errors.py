@@ -22,6 +22,7 @@ from syncd.stores.vault import (
     payload_from_kv,
     resolve_conflict,
 )
+from syncd.stores.vault.layout import KvValue, RawValue, kv_value, split_value
 
 CTX = Context(store="vault", url="https://vault.internal:8200", mount="secret", kv_version=2, timeout=7.0)
 WRITE = Op("write", "secret/data/vgs/calm", ("update",))
@@ -213,6 +214,49 @@ def test_payload_from_kv_raw_and_json() -> None:
     stale = custom_metadata_for(payload("another-token-xyz"))
     with pytest.raises(ValueError, match="fingerprint"):
         payload_from_kv({"access_token": "tok-0123456789"}, stale, source="x")
+
+
+_DOC = payload().to_dict()
+_META = custom_metadata_for(payload())
+
+
+@pytest.mark.parametrize(
+    ("data", "custom", "kv_version", "expect"),
+    [
+        (_DOC, None, 2, "document"),
+        (_DOC, _META, 2, "document"),  # json format: custom_metadata only describes it
+        ({"access_token": "tok-0123456789"}, _META, 2, "raw"),
+        ({"access_token": "tok-0123456789"}, {**_META, "owner": "team-a", "version": "9"}, 2, "raw"),
+        ({"access_token": "tok-0123456789"}, _META, 1, "document"),  # v1 is always the whole document
+        ({"foo": "bar"}, _META, 2, "document"),  # not a token at all: the payload check says what is missing
+        ({"access_token": "tok-0123456789"}, None, 2, "no expires_at in the KV v2 custom_metadata"),
+        ({"access_token": "tok-0123456789"}, {"credential": "calm"}, 2, "no expires_at"),
+        ({"access_token": 42}, _META, 2, "access_token is not a string"),
+        (None, None, 2, "not a JSON object"),
+        (["a"], None, 1, "not a JSON object"),
+    ],
+)
+def test_split_value_table(data: Any, custom: Any, kv_version: int, expect: str) -> None:
+    """The one rule both the store and the consumer reader use to tell what a KV value holds."""
+    if expect not in ("document", "raw"):
+        with pytest.raises(ValueError, match=expect):
+            split_value(data, custom, kv_version, source="x")
+        return
+    held = split_value(data, custom, kv_version, source="x")
+    if expect == "document":
+        assert held is data
+    else:
+        assert isinstance(held, RawValue) and held.token == "tok-0123456789"
+        assert held.fields == _META  # only the fields syncd writes, never an operator's own keys
+
+
+def test_kv_value_unpacks_both_versions() -> None:
+    v2 = {"data": {"data": _DOC, "metadata": {"version": 3, "custom_metadata": _META}}}
+    assert kv_value(v2, 2) == KvValue(_DOC, _META, 3)
+    deleted = {"data": {"data": None, "metadata": {"version": 4, "deletion_time": "2026-12-01T10:00:00Z"}}}
+    assert kv_value(deleted, 2) == KvValue(None, None, 4)
+    assert kv_value({"data": _DOC}, 1) == KvValue(_DOC)
+    assert kv_value({"errors": []}, 2) is None and kv_value(None, 1) is None
 
 
 @pytest.mark.parametrize(
