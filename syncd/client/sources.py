@@ -169,14 +169,17 @@ def _aws_params(url: str, rest: str) -> tuple[str, dict[str, str]]:
     return unquote(name), params
 
 
+def _arn_region(name: str) -> str | None:
+    """The region in an ARN (``arn:aws:secretsmanager:eu-west-1:...``), or None."""
+    fields = name.split(":") if name.startswith("arn:") else []
+    return fields[3] if len(fields) > 3 and fields[3] else None
+
+
 def _sm_source(url: str, rest: str, opts: Options) -> _Source:
     secret_id, params = _aws_params(url, rest)
     if not secret_id.strip("/"):
         raise _bad_url(url, "name the secret, e.g. aws-sm://vgs/calm?region=eu-west-1")
-    region = params.get("region")
-    if region is None and secret_id.startswith("arn:"):
-        fields = secret_id.split(":")
-        region = fields[3] if len(fields) > 3 and fields[3] else None
+    region = params.get("region") or _arn_region(secret_id)
     return _SecretsManagerSource(
         secret_id,
         region=region,
@@ -194,10 +197,7 @@ def _ssm_source(url: str, rest: str, opts: Options) -> _Source:
         raise _bad_url(url, "name the parameter, e.g. aws-ssm:///vgs/calm")
     if "/" in name and not name.startswith(("/", "arn:")):
         raise _bad_url(url, f"a hierarchical parameter name starts with '/': write aws-ssm:///{name}")
-    region = params.get("region")
-    if region is None and name.startswith("arn:"):
-        fields = name.split(":")
-        region = fields[3] if len(fields) > 3 and fields[3] else None
+    region = params.get("region") or _arn_region(name)
     return _SsmSource(
         name,
         region=region,
