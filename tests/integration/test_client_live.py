@@ -26,9 +26,9 @@ import httpx
 import pytest
 import requests
 
-from syncd import client as sc
 from syncd.client import AsyncTokenReader, SyncdAuth, SyncdRequestsAuth, TokenReader
 from syncd.payload import TokenPayload, fingerprint
+from syncd.stores.reading import Fetched
 from tests.peers.servers import OidcServer
 
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ def test_sixteen_threads_one_read_per_rotation_and_never_an_expired_token(daemon
     reads_lock = threading.Lock()
     real_fetch = reader._fetch
 
-    def counting_fetch(now: float) -> sc._Fetched:
+    def counting_fetch(now: float) -> Fetched:
         fetched = real_fetch(now)
         with reads_lock:
             reads.append((time.time(), fetched.payload))
@@ -263,7 +263,7 @@ def revoke(oidc_server: OidcServer, token: str) -> None:
 
 def held(reader: TokenReader | AsyncTokenReader) -> str | None:
     """The fingerprint in the reader's cache, looked at without triggering a read."""
-    entry = reader._cache.entry
+    entry = reader._cache.state.entry
     return entry.payload.fingerprint if entry is not None else None
 
 

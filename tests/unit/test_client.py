@@ -22,7 +22,6 @@ import requests
 import requests.adapters
 from pydantic import SecretStr
 
-from syncd import client as sc
 from syncd.client import (
     AsyncTokenReader,
     SyncdAuth,
@@ -35,7 +34,10 @@ from syncd.client import (
     TokenStoreError,
     authorization_header,
 )
+from syncd.client import sources as sc
+from syncd.client.shared import Cache
 from syncd.payload import TokenPayload, fingerprint, slot_index_doc
+from syncd.stores.reading import Fetched, Source, from_doc
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0
@@ -71,7 +73,7 @@ def payload(
     )
 
 
-class FakeSource(sc._Source):
+class FakeSource(Source):
     """Hands out scripted results (payloads, payload dicts or exceptions); the last one repeats."""
 
     def __init__(self, *results: Any, delay: float = 0.0) -> None:
@@ -87,7 +89,7 @@ class FakeSource(sc._Source):
     def push(self, *results: Any) -> None:
         self.results.extend(results)
 
-    def fetch(self, now: float) -> sc._Fetched:
+    def fetch(self, now: float) -> Fetched:
         with self.lock:
             self.calls.append(now)
             result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
@@ -99,20 +101,16 @@ class FakeSource(sc._Source):
         if isinstance(result, BaseException):
             raise result
         if isinstance(result, dict):
-            return sc._from_doc(result, self.description)
-        return sc._Fetched(result, True)
+            return from_doc(result, self.description)
+        return Fetched(result, True)
 
 
-def reader_with(source: FakeSource, clock: Clock | None = None, **kw: Any) -> TokenReader:
-    r = TokenReader("file:///nonexistent/calm.json", clock=clock or Clock(), **kw)
-    r._cache.source = source
-    return r
+def reader_with(source: FakeSource, clock: Callable[[], float] | None = None, **kw: Any) -> TokenReader:
+    return TokenReader._sharing(Cache.over(source, clock=clock or Clock(), **kw))
 
 
-def async_reader_with(source: FakeSource, clock: Clock | None = None, **kw: Any) -> AsyncTokenReader:
-    r = AsyncTokenReader("file:///nonexistent/calm.json", clock=clock or Clock(), **kw)
-    r._cache.source = source
-    return r
+def async_reader_with(source: FakeSource, clock: Callable[[], float] | None = None, **kw: Any) -> AsyncTokenReader:
+    return AsyncTokenReader._sharing(Cache.over(source, clock=clock or Clock(), **kw))
 
 
 # --------------------------------------------------------------------------- source URLs
@@ -665,8 +663,7 @@ def _run_threads(n: int, target: Callable[[], Any]) -> list[Any]:
 
 def test_threads_cold_start_wait_for_one_read() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()), delay=0.2)
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     results = _run_threads(16, r.get)
     assert results == ["tok-1"] * 16
     assert len(src.calls) == 1
@@ -681,8 +678,7 @@ def test_threads_use_the_cached_token_while_one_rereads() -> None:
     """
     now = time.time()
     src = FakeSource(payload("tok-1", issued=now - 200), payload("tok-2", issued=now))
-    r = TokenReader("file:///nonexistent/calm.json", min_reread=0.0)
-    r._cache.source = src
+    r = reader_with(src, time.time, min_reread=0.0)
     assert r.get() == "tok-1"  # stale but valid: due for a re-read
     src.gate, src.entered = threading.Event(), threading.Event()
     done: queue.Queue[Any] = queue.Queue()
@@ -720,8 +716,7 @@ def test_async_reader_one_read_for_many_tasks_and_loop_not_blocked() -> None:
     async def main() -> None:
         src = FakeSource(payload("tok-1", issued=time.time()))
         src.gate = threading.Event()
-        r = AsyncTokenReader("file:///nonexistent/calm.json")
-        r._cache.source = src
+        r = async_reader_with(src, time.time)
         readers = asyncio.gather(*(r.get() for _ in range(16)))
         # The store holds the read until this coroutine opens the gate: if the blocking fetch
         # ran on the event loop, this code could not run, and the fetch would time out.
@@ -776,8 +771,7 @@ class Tokens:
 
 def test_httpx_sets_the_header_and_retries_once_with_a_new_token() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()), payload("tok-2", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     server = Tokens("tok-1")
     with httpx.Client(transport=httpx.MockTransport(server), auth=SyncdAuth(r)) as http:
         assert http.get("https://api.example/x").status_code == 200
@@ -792,8 +786,7 @@ def test_httpx_sets_the_header_and_retries_once_with_a_new_token() -> None:
 
 def test_httpx_returns_the_401_when_the_store_has_the_same_token() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     server = Tokens()
     with httpx.Client(transport=httpx.MockTransport(server), auth=SyncdAuth(r)) as http:
         assert http.get("https://api.example/x").status_code == 401
@@ -804,9 +797,8 @@ def test_httpx_returns_the_401_when_the_store_has_the_same_token() -> None:
 def test_httpx_never_loops_even_if_every_token_is_refused() -> None:
     counter = iter(range(100))
     src = FakeSource(payload("tok-0", issued=time.time()))
-    src.fetch = lambda now: sc._Fetched(payload(f"tok-{next(counter)}", issued=time.time()), True)  # type: ignore[method-assign]
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    src.fetch = lambda now: Fetched(payload(f"tok-{next(counter)}", issued=time.time()), True)  # type: ignore[method-assign]
+    r = reader_with(src, time.time)
     server = Tokens()
     with httpx.Client(transport=httpx.MockTransport(server), auth=SyncdAuth(r)) as http:
         assert http.get("https://api.example/x").status_code == 401
@@ -815,8 +807,7 @@ def test_httpx_never_loops_even_if_every_token_is_refused() -> None:
 
 def test_httpx_401_and_a_failing_reread_returns_the_401(caplog: pytest.LogCaptureFixture) -> None:
     src = FakeSource(payload("tok-1", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json", min_reread=0.0)
-    r._cache.source = src
+    r = reader_with(src, time.time, min_reread=0.0)
     server = Tokens()
     src.results = [payload("tok-1", issued=time.time()), TokenStoreError("fake://calm: down", "fake://calm")]
     with httpx.Client(transport=httpx.MockTransport(server), auth=SyncdAuth(r)) as http:
@@ -826,8 +817,7 @@ def test_httpx_401_and_a_failing_reread_returns_the_401(caplog: pytest.LogCaptur
 def test_httpx_async_flow_and_shared_cache() -> None:
     async def main() -> None:
         src = FakeSource(payload("tok-1", issued=time.time()), payload("tok-2", issued=time.time()))
-        r = AsyncTokenReader("file:///nonexistent/calm.json")
-        r._cache.source = src
+        r = async_reader_with(src, time.time)
         server = Tokens("tok-1")
         auth = SyncdAuth(r)
         async with httpx.AsyncClient(transport=httpx.MockTransport(server), auth=auth) as http:
@@ -850,7 +840,7 @@ def test_syncd_auth_from_a_url(tmp_path: Path) -> None:
     server = Tokens("tok-1")
     with httpx.Client(transport=httpx.MockTransport(server), auth=auth) as http:
         assert http.get("https://api.example/x").status_code == 200
-    assert auth.reader._cache.min_reread == 0.5
+    assert auth.reader._cache.rules.min_reread == 0.5
     with pytest.raises(TypeError):
         SyncdAuth(auth.reader, min_reread=1.0)
 
@@ -895,8 +885,7 @@ def _session(auth: SyncdRequestsAuth, server: Tokens) -> tuple[requests.Session,
 
 def test_requests_retry_once_with_a_new_token(tmp_path: Path) -> None:
     src = FakeSource(payload("tok-1", issued=time.time()), payload("tok-2", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     server = Tokens("tok-1")
     s, adapter = _session(SyncdRequestsAuth(r), server)
     assert s.get("https://api.example/x").status_code == 200
@@ -917,8 +906,7 @@ def test_requests_retry_once_with_a_new_token(tmp_path: Path) -> None:
 
 def test_requests_returns_the_401_after_one_reread_when_the_token_is_the_same() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     server = Tokens()
     s, _ = _session(SyncdRequestsAuth(r), server)
     assert s.get("https://api.example/x").status_code == 401
@@ -929,9 +917,8 @@ def test_requests_returns_the_401_after_one_reread_when_the_token_is_the_same() 
 def test_requests_never_loops() -> None:
     counter = iter(range(100))
     src = FakeSource(payload("tok-0", issued=time.time()))
-    src.fetch = lambda now: sc._Fetched(payload(f"tok-{next(counter)}", issued=time.time()), True)  # type: ignore[method-assign]
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    src.fetch = lambda now: Fetched(payload(f"tok-{next(counter)}", issued=time.time()), True)  # type: ignore[method-assign]
+    r = reader_with(src, time.time)
     server = Tokens()
     s, _ = _session(SyncdRequestsAuth(r), server)
     resp = s.get("https://api.example/x")
@@ -941,8 +928,7 @@ def test_requests_never_loops() -> None:
 
 def test_requests_stream_body_is_not_resent() -> None:
     src = FakeSource(payload("tok-1", issued=time.time()), payload("tok-2", issued=time.time()))
-    r = TokenReader("file:///nonexistent/calm.json")
-    r._cache.source = src
+    r = reader_with(src, time.time)
     server = Tokens()
     s, adapter = _session(SyncdRequestsAuth(r), server)
     resp = s.post("https://api.example/x", data=(chunk for chunk in [b"a", b"b"]))
