@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import stat
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -677,6 +679,32 @@ class DaemonConfig(_Model):
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    # --- several replicas (DESIGN.md "Several replicas"; rules in syncd/replicas.py)
+    replicas: int = Field(default=1, ge=1, le=1024)  # how many syncd processes share this config
+    # This process's ordinal, 0..replicas-1. Unset: the trailing "-N" of the hostname (a
+    # StatefulSet pod), else 0. Declared after replicas, so the check below can see it.
+    replica: int | None = Field(default=None, ge=0, validate_default=True)
+    takeover_delay: float | Literal["auto"] = "auto"  # wait per rank before a follower acts; auto: lifetime/10, <= 60s
+
+    @field_validator("takeover_delay", mode="before")
+    @classmethod
+    def _takeover_delay(cls, v: Any) -> Any:
+        from syncd.replicas import parse_takeover_delay
+
+        return parse_takeover_delay(v)
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, v: int | None, info: ValidationInfo) -> int:
+        from syncd.replicas import resolve_replica
+
+        replicas = info.data.get("replicas")
+        if not isinstance(replicas, int):
+            return v or 0  # replicas itself is invalid and reported
+        return resolve_replica(v, replicas, socket.gethostname())
+
+    # --- end several replicas
 
 
 class ProbeConfig(_Model):
