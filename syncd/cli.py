@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from syncd import __version__, logs, policy, termfit
+from syncd import __version__, logs, policy, replicas, termfit
 from syncd.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_FILE,
@@ -212,7 +212,9 @@ def check(
             lines.append(f"  target      {tgt.label} (format {tgt.format}{extra})")
         for line in lines:
             _print_wrapped(logs.scrub_text(line))
-    findings = plan_findings(cfg, engine.stores)
+    if cfg.daemon.replicas > 1:
+        _print_replica_plan(cfg)
+    findings = plan_findings(cfg, engine.stores) + replicas.replica_findings(cfg)
     local = [] if offline else preflight_findings(cfg)
     # One event loop for the connection check and for closing what it opened: httpx and
     # store clients cannot be closed from a second loop ("Event loop is closed").
@@ -241,6 +243,23 @@ def check(
         err.print(f"\n{len(connect_errors)} connection check(s) failed")
         raise typer.Exit(1)
     out.print("\nok: configuration is valid")
+
+
+def _print_replica_plan(cfg: Config) -> None:
+    """The cost of the configured replica count next to one replica's: writes are not multiplied by N."""
+    daemon = cfg.daemon
+    delay = daemon.takeover_delay if daemon.takeover_delay == "auto" else _fmt_seconds(daemon.takeover_delay)
+    out.print("\n[bold]replicas[/]")
+    _print_wrapped(
+        f"  this is replica {daemon.replica} of {daemon.replicas}; takeover_delay {delay}; "
+        "rank 0 of each credential refreshes it, rank k reads the targets at refresh_after + k x takeover_delay"
+    )
+    counts = sorted({1, *range(2, min(daemon.replicas, 5) + 1), daemon.replicas})
+    for n in counts:
+        writes, reads, versions = replicas.plan_totals(cfg, n)
+        sm = f", Secrets Manager versions/24 h per secret {versions:.0f}" if versions else ""
+        label = f"{n:>4} replica{'s' if n > 1 else ' '}"
+        _print_wrapped(f"  {label}  writes/day {writes:.0f}, follower reads/day {reads:.0f}{sm}")
 
 
 def _print_wrapped(line: str) -> None:

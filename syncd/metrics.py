@@ -119,6 +119,18 @@ class Metrics:
             registry=r,
         )
         # --- end rotation monitoring
+        # --- several replicas (docs/ha.md): no credential label, a fleet-wide rate is what matters.
+        self.takeovers = Counter(
+            "syncd_takeovers",
+            "Follower wakes (rank > 0) that found no fresher token in the targets and minted themselves.",
+            registry=r,
+        )
+        self.adoptions = Counter(
+            "syncd_adoptions",
+            "Follower wakes (rank > 0) that found a fresher token written by another replica and adopted it.",
+            registry=r,
+        )
+        # --- end several replicas
         self.build_info = Gauge(
             "syncd_build_info", "Always 1; the version label says which syncd runs.", ["version"], registry=r
         )

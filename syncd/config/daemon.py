@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import socket
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from syncd.config.values import Duration, PositiveDuration, _Model
 
@@ -25,6 +26,30 @@ class DaemonConfig(_Model):
     max_concurrent_mints: int = Field(default=32, ge=1, le=1024)
     startup_concurrency: int = Field(default=64, ge=1, le=4096)
     liveness_threshold: PositiveDuration = 30.0  # /livez fails when the loop heartbeat is older
+
+    # Several replicas (docs/ha.md; the rules are in syncd/replicas.py).
+    replicas: int = Field(default=1, ge=1, le=1024)  # how many syncd processes share this config
+    # This process's ordinal, 0..replicas-1. Unset: the trailing "-N" of the hostname (a
+    # StatefulSet pod), else 0. Declared after replicas, so the check below can see it.
+    replica: int | None = Field(default=None, ge=0, validate_default=True)
+    takeover_delay: float | Literal["auto"] = "auto"  # wait per rank before a follower acts; auto: lifetime/10, <= 60s
+
+    @field_validator("takeover_delay", mode="before")
+    @classmethod
+    def _takeover_delay(cls, v: Any) -> Any:
+        from syncd.replicas import parse_takeover_delay
+
+        return parse_takeover_delay(v)
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, v: int | None, info: ValidationInfo) -> int:
+        from syncd.replicas import resolve_replica
+
+        replicas = info.data.get("replicas")
+        if not isinstance(replicas, int):
+            return v or 0  # replicas itself is invalid and reported
+        return resolve_replica(v, replicas, socket.gethostname())
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -118,8 +118,36 @@ def syncd_toml(manifests: dict[str, list[dict[str, Any]]]) -> str:
     return str(cms[0]["data"]["syncd.toml"])
 
 
+def workload(manifests: dict[str, list[dict[str, Any]]], name_suffix: str = "") -> dict[str, Any]:
+    """The daemon's pods: a Deployment for one replica, a StatefulSet for more (not the probe's Deployment)."""
+    found = [
+        o
+        for o in objects(manifests)
+        if o["kind"] in ("Deployment", "StatefulSet")
+        and o["metadata"]["name"].endswith(name_suffix)
+        and not o["metadata"]["name"].endswith("-probe")
+    ]
+    assert len(found) == 1, f"expected one workload, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def service(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The daemon's Service (not the StatefulSet's headless one, nor the probe's)."""
+    found = [
+        o
+        for o in objects(manifests)
+        if o["kind"] == "Service" and not o["metadata"]["name"].endswith(("-headless", "-probe"))
+    ]
+    assert len(found) == 1, f"expected one Service, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def names(manifests: dict[str, list[dict[str, Any]]], kind: str) -> list[str]:
+    return [o["metadata"]["name"] for o in objects(manifests) if o["kind"] == kind]
+
+
 def pod_spec(manifests: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = workload(manifests)["spec"]["template"]["spec"]
     return spec
 
 
@@ -161,7 +189,8 @@ def test_every_object_validates_against_kubernetes_schemas(rendered, value_set):
                 path = ".".join(str(p) for p in exc.path)
                 pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {path}: {exc.message}")
         validated.append(obj["kind"])
-    assert {"ConfigMap", "Deployment", "Service", "ServiceAccount"} <= set(validated)
+    assert {"ConfigMap", "Service", "ServiceAccount"} <= set(validated)
+    assert {"Deployment", "StatefulSet"} & set(validated)
 
 
 def check_crd_structure(obj: dict[str, Any]) -> None:
@@ -339,8 +368,8 @@ def test_probes_use_the_http_port(rendered):
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     full = container(rendered["full"])
     assert full["ports"][0]["containerPort"] == 9550
-    service = one(rendered["full"], "Service")
-    assert service["spec"]["ports"][0]["targetPort"] == "http" and service["spec"]["publishNotReadyAddresses"] is True
+    svc = service(rendered["full"])
+    assert svc["spec"]["ports"][0]["targetPort"] == "http" and svc["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_config_path_and_args(rendered):
@@ -363,7 +392,7 @@ def test_termination_grace_period_covers_the_drain(rendered, chart):
 
 def test_checksum_annotation_follows_the_config_only(chart):
     def checksum(values: dict[str, Any]) -> str:
-        annotations = one(render(chart, values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        annotations = workload(render(chart, values))["spec"]["template"]["metadata"]["annotations"]
         return str(annotations["checksum/config"])
 
     base = load_values("minimal")
@@ -444,11 +473,22 @@ def test_single_replica_has_no_pdb_nor_spread(rendered):
     assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
-def test_replicas_get_a_pdb_and_topology_spread(rendered):
+def test_replicas_get_a_statefulset_a_pdb_and_topology_spread(rendered):
     manifests = rendered["replicas"]
-    deployment = one(manifests, "Deployment")
-    assert deployment["spec"]["replicas"] == 3
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not [o for o in objects(manifests) if o["kind"] == "Deployment"]
+    sts = one(manifests, "StatefulSet")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert "strategy" not in sts["spec"]  # a Deployment field
+    # The daemon takes its ordinal from the pod name (the hostname) and the count from the chart.
+    env = {e["name"]: e.get("value") for e in container(manifests)["env"]}
+    assert env["SYNCD_DAEMON__REPLICAS"] == "3" and "SYNCD_DAEMON__REPLICA" not in env
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    headless = one(manifests, "Service", "-headless")
+    assert sts["spec"]["serviceName"] == headless["metadata"]["name"] == f"{RELEASE}-headless"
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"].items() <= pod_labels.items()
     pdb = one(manifests, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
@@ -458,39 +498,61 @@ def test_replicas_get_a_pdb_and_topology_spread(rendered):
     for constraint in spread:
         assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
         assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
-    assert "replicaCount is 3" in notes(manifests)
+        assert constraint["matchLabelKeys"] == ["controller-revision-hash"]  # a StatefulSet pod's revision label
+    assert "replicaCount is 3: a StatefulSet" in notes(manifests)
     # minAvailable, when set, replaces maxUnavailable.
     full_pdb = one(rendered["full"], "PodDisruptionBudget")["spec"]
     assert full_pdb["minAvailable"] == 1 and "maxUnavailable" not in full_pdb
 
 
-def test_replicas_with_secrets_manager_need_an_acknowledgement(chart):
+def test_single_replica_stays_a_deployment(rendered):
+    manifests = rendered["minimal"]
+    assert not [o for o in objects(manifests) if o["kind"] == "StatefulSet"]
+    assert names(manifests, "Service") == [RELEASE]  # no headless Service
+    env = {e["name"] for e in container(manifests)["env"]}
+    assert "SYNCD_DAEMON__REPLICAS" not in env
+
+
+def test_replicas_with_secrets_manager_need_no_acknowledgement(chart):
+    """The plan's versions per day no longer multiply by the replica count."""
     values = load_values("aws-irsa")
     values["replicaCount"] = 2
-    message = render_error(chart, values)
-    assert "config.stores.aws is aws-secretsmanager" in message and "allowSecretsManagerWithReplicas" in message
-    values["allowSecretsManagerWithReplicas"] = True
-    assert one(render(chart, values), "Deployment")["spec"]["replicas"] == 2
+    assert workload(render(chart, values))["spec"]["replicas"] == 2
+    values["allowSecretsManagerWithReplicas"] = True  # the old switch is gone
+    assert "allowSecretsManagerWithReplicas" in render_error(chart, values)
+
+
+def test_replica_count_and_ordinal_belong_to_the_chart(chart):
+    """replicas follows replicaCount and replica each pod's name: set by hand they could disagree."""
+    for key in ("replicas", "replica"):
+        values = load_values("replicas")
+        values["config"]["daemon"] = {key: 1}
+        assert f"'{key}' not allowed" in render_error(chart, values)
+    values = load_values("replicas")
+    values["config"]["daemon"] = {"takeover_delay": "20s"}
+    assert 'takeover_delay = "20s"' in syncd_toml(render(chart, values))
+    values["config"]["daemon"] = {"takeover_delay": "soon"}
+    assert "takeover_delay" in render_error(chart, values)
 
 
 def test_selectors_match_the_pods(rendered):
     for name in VALUE_SETS:
         manifests = rendered[name]
-        deployment = one(manifests, "Deployment")
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        assert one(manifests, "Service")["spec"]["selector"].items() <= labels.items()
+        pods = workload(manifests)
+        labels = pods["spec"]["template"]["metadata"]["labels"]
+        assert pods["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert service(manifests)["spec"]["selector"].items() <= labels.items()
         test_pods = [o for o in objects(manifests) if o["kind"] == "Pod"]
         for pod in test_pods:  # the `helm test` pod must not join the Service
-            assert not one(manifests, "Service")["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+            assert not service(manifests)["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
 
 
 def test_optional_objects(rendered):
     kinds = lambda name: sorted(o["kind"] for o in objects(rendered[name]))  # noqa: E731
     assert kinds("minimal") == ["ConfigMap", "Deployment", "Pod", "Service", "ServiceAccount"]
     assert kinds("full") == [
-        "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "Pod", "PodDisruptionBudget", "PrometheusRule",
-        "Service", "ServiceAccount", "ServiceMonitor",
+        "ConfigMap", "ConfigMap", "NetworkPolicy", "Pod", "PodDisruptionBudget", "PrometheusRule",
+        "Service", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet",
     ]  # fmt: skip
 
 
@@ -508,13 +570,15 @@ def test_notes_explain_how_to_check_rotation(rendered):
     assert f"kubectl -n {NAMESPACE} port-forward svc/syncd 9440:9440" in text
     assert "vgs-calm: client-secret" in text
     assert "WARNING" not in text
-    assert "aws.primary is AWS Secrets Manager" in notes(rendered["full"])
+    full = notes(rendered["full"])
+    assert f"kubectl -n {NAMESPACE} rollout status statefulset/syncd-tokens" in full
+    assert f"kubectl -n {NAMESPACE} exec pod/syncd-tokens-0 -- syncd status" in full
 
 
 def test_network_policy(rendered):
     policy = one(rendered["full"], "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["podSelector"]["matchLabels"] == one(rendered["full"], "Service")["spec"]["selector"]
+    assert policy["podSelector"]["matchLabels"] == service(rendered["full"])["spec"]["selector"]
     ingress = policy["ingress"]
     assert len(ingress) == 1 and ingress[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     sources = ingress[0]["from"]
@@ -861,7 +925,7 @@ def test_probe_objects_validate(with_probe):
 def test_probe_runs_with_its_own_identity_and_no_client_secret(with_probe, tmp_path):
     probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
     spec = probe_objects["Deployment"]["spec"]["template"]["spec"]
-    daemon_spec = one(with_probe, "Deployment", "tokens")["spec"]["template"]["spec"]
+    daemon_spec = workload(with_probe, "tokens")["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "syncd-tokens-probe" != daemon_spec["serviceAccountName"]
     assert probe_objects["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
         "syncd-read"
@@ -893,7 +957,7 @@ def test_probe_runs_with_its_own_identity_and_no_client_secret(with_probe, tmp_p
 def test_probe_and_daemon_services_select_their_own_pods(with_probe):
     probe_objects = {o["kind"]: o for o in with_probe["syncd/templates/probe.yaml"]}
     probe_pods = probe_objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
-    daemon_pods = one(with_probe, "Deployment", "tokens")["spec"]["template"]["metadata"]["labels"]
+    daemon_pods = workload(with_probe, "tokens")["spec"]["template"]["metadata"]["labels"]
     daemon_selector = one(with_probe, "Service", "tokens")["spec"]["selector"]
     probe_selector = probe_objects["Service"]["spec"]["selector"]
     assert probe_selector.items() <= probe_pods.items() and not probe_selector.items() <= daemon_pods.items()

@@ -25,7 +25,8 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
 
 # Keys of syncd.toml the chart sets itself, so users cannot.
-CHART_OWNED = {"DaemonConfig": {"listen"}, "ProbeConfig": {"listen"}}
+# replicas comes from replicaCount and replica from each StatefulSet pod's name (docs/ha.md).
+CHART_OWNED = {"DaemonConfig": {"listen", "replicas", "replica"}, "ProbeConfig": {"listen"}}
 
 
 def ref(schema: dict[str, Any]) -> dict[str, Any]:

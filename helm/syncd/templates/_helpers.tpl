@@ -288,13 +288,6 @@ The Secrets and ConfigMaps to mount, as JSON:
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.allowSecretsManagerWithReplicas) -}}
-{{- range $name := keys $stores | sortAlpha -}}
-{{- if eq (toString (get (get $stores $name) "type")) "aws-secretsmanager" -}}
-{{- fail (printf "replicaCount is %d and config.stores.%s is aws-secretsmanager: every replica writes every target, so each secret would get %d times the versions `syncd check` plans and can hit the Secrets Manager version quota (LimitExceededException). Use replicaCount: 1, or size `slots` for %d writers and set allowSecretsManagerWithReplicas: true" (int $.Values.replicaCount) $name (int $.Values.replicaCount) (int $.Values.replicaCount)) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
 {{- range $dir, $store := include "syncd.fileStoreDirs" . | fromJson -}}
 {{- if or (eq $dir "/etc/syncd") (hasPrefix "/etc/syncd/" $dir) (eq $dir "/tmp") (eq $dir "/") -}}
 {{- fail (printf "config.stores.%s.directory: %q is used by the chart; choose another directory (e.g. /var/run/syncd)" $store $dir) -}}
