@@ -1079,8 +1079,8 @@ def fixes_section(results: dict[str, Any]) -> str:
             f"**The file store resolves its directory on every write: `FileStore.path_for` costs "
             f"~{st['path_for_us']:.0f} µs per call** (`Path.resolve()` of the directory and of the target, a "
             "realpath with an `lstat` per path component, in the worker thread, holding the GIL between the "
-            "system calls). **Fix** (`syncd/stores/file.py`): resolve `self.directory` once in `__init__` and keep "
-            "the checked path per key in a dict (keys are fixed by the configuration); re-check only when the "
+            "system calls). **Fix** (`syncd/stores/file/store.py`): resolve `self.directory` once in `__init__` "
+            "and keep the checked path per key in a dict (keys are fixed by the configuration); re-check only when the "
             "write fails with ENOENT/ENOTDIR. Expected gain: "
             f"~{st['path_for_us']:.0f} µs per file write, for syncd and the floor alike."
         )

@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from syncd.client._legacy_sources import _FileSource, _SecretsManagerSource, _SsmSource
+from syncd.stores.aws_secretsmanager.read import SecretsManagerSource
+from syncd.stores.aws_ssm.read import SsmSource
+from syncd.stores.file.read import FileSource
 from syncd.stores.reading import Source as _Source
-from syncd.stores.vault.read import VaultSource as _VaultSource
+from syncd.stores.vault.read import VaultSource
 
 __all__ = [
+    "FileSource",
     "Options",
-    "_FileSource",
-    "_SecretsManagerSource",
-    "_SsmSource",
-    "_VaultSource",
+    "SecretsManagerSource",
+    "SsmSource",
+    "VaultSource",
     "open_source",
 ]
 
@@ -87,7 +89,7 @@ def open_source(source: str | os.PathLike[str], opts: Options) -> _Source:
         path = Path(os.fspath(source))
         if not path.is_absolute():
             raise ValueError(f"token file path {str(path)!r} must be absolute. Accepted forms: " + " | ".join(_FORMS))
-        return _FileSource(path)
+        return FileSource(path)
     if not isinstance(source, str):
         raise TypeError(f"a token source is a URL string, got {type(source).__name__}")
     url = source.strip()
@@ -118,7 +120,7 @@ def _file_source(url: str) -> _Source:
     path = unquote(parts.path)
     if not path.startswith("/") or path.endswith("/"):
         raise _bad_url(url, "the file path must be absolute and name a file")
-    return _FileSource(Path(path))
+    return FileSource(Path(path))
 
 
 def _vault_source(url: str, opts: Options) -> _Source:
@@ -149,7 +151,7 @@ def _vault_source(url: str, opts: Options) -> _Source:
         or None
     )
     description = f"vault://{mount}/{path}" + ("?kv=1" if kv == "1" else "")
-    return _VaultSource(
+    return VaultSource(
         mount=mount,
         path=path,
         kv_version=int(kv),
@@ -181,7 +183,7 @@ def _sm_source(url: str, rest: str, opts: Options) -> _Source:
     if not secret_id.strip("/"):
         raise _bad_url(url, "name the secret, e.g. aws-sm://vgs/calm?region=eu-west-1")
     region = params.get("region") or _arn_region(secret_id)
-    return _SecretsManagerSource(
+    return SecretsManagerSource(
         secret_id,
         region=region,
         endpoint_url=params.get("endpoint_url"),
@@ -199,7 +201,7 @@ def _ssm_source(url: str, rest: str, opts: Options) -> _Source:
     if "/" in name and not name.startswith(("/", "arn:")):
         raise _bad_url(url, f"a hierarchical parameter name starts with '/': write aws-ssm:///{name}")
     region = params.get("region") or _arn_region(name)
-    return _SsmSource(
+    return SsmSource(
         name,
         region=region,
         endpoint_url=params.get("endpoint_url"),

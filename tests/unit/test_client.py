@@ -128,7 +128,7 @@ def test_vault_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAULT_ADDR", "https://vault.internal:8200")
     src = TokenReader("vault://secret/vgs/calm")._cache.source
-    assert isinstance(src, sc._VaultSource)
+    assert isinstance(src, sc.VaultSource)
     assert (src.mount, src.path, src.kv_version, src.addr, src.namespace) == (
         "secret",
         "vgs/calm",
@@ -139,7 +139,7 @@ def test_vault_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert src.description == "vault://secret/vgs/calm"
 
     src = TokenReader("vault://kv1/vgs/calm?kv=1", vault_addr="http://127.0.0.1:8200/")._cache.source
-    assert isinstance(src, sc._VaultSource)
+    assert isinstance(src, sc.VaultSource)
     assert (src.mount, src.kv_version, src.addr, src.description) == (
         "kv1",
         1,
@@ -149,13 +149,13 @@ def test_vault_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
     src = TokenReader("vault://vgs/calm?mount=kv/team&vault_addr=http://10.0.0.1:8200")._cache.source
-    assert isinstance(src, sc._VaultSource)
+    assert isinstance(src, sc.VaultSource)
     assert (src.mount, src.path, src.addr, src.namespace) == ("kv/team", "vgs/calm", "http://10.0.0.1:8200", "team-a")
 
 
 def test_aws_url_forms() -> None:
     src = TokenReader("aws-sm://vgs/calm?region=eu-west-1&endpoint_url=http://127.0.0.1:5000")._cache.source
-    assert isinstance(src, sc._SecretsManagerSource)
+    assert isinstance(src, sc.SecretsManagerSource)
     assert (src.secret_id, src.region, src.endpoint_url, src.description) == (
         "vgs/calm",
         "eu-west-1",
@@ -164,12 +164,12 @@ def test_aws_url_forms() -> None:
     )
     arn = "arn:aws:secretsmanager:us-east-2:123456789012:secret:vgs/calm-AbCdEf"
     src = TokenReader(f"aws-sm://{arn}")._cache.source
-    assert isinstance(src, sc._SecretsManagerSource)
+    assert isinstance(src, sc.SecretsManagerSource)
     assert (src.secret_id, src.region) == (arn, "us-east-2")
-    assert isinstance(TokenReader("aws-secretsmanager://vgs/calm")._cache.source, sc._SecretsManagerSource)
+    assert isinstance(TokenReader("aws-secretsmanager://vgs/calm")._cache.source, sc.SecretsManagerSource)
 
     src = TokenReader("aws-ssm:///vgs/calm?region=eu-west-1&profile=prod")._cache.source
-    assert isinstance(src, sc._SsmSource)
+    assert isinstance(src, sc.SsmSource)
     assert (src.name, src.region, src.profile, src.description) == (
         "/vgs/calm",
         "eu-west-1",
@@ -177,7 +177,7 @@ def test_aws_url_forms() -> None:
         "aws-ssm:///vgs/calm",
     )
     src = TokenReader("aws-ssm://calm")._cache.source
-    assert isinstance(src, sc._SsmSource) and src.name == "calm"
+    assert isinstance(src, sc.SsmSource) and src.name == "calm"
 
 
 @pytest.mark.parametrize(
@@ -375,16 +375,16 @@ def test_file_raw_torn_read_is_retried(tmp_path: Path, monkeypatch: pytest.Monke
     sidecar = tmp_path / ".calm.token.syncd.json"
     token_file.write_text("raw-old")
     sidecar.write_text(json.dumps(new.public_dict()))  # the writer is between its two renames
-    real_read = sc._FileSource._read
+    real_read = sc.FileSource._read
     reads = {"n": 0}
 
-    def read(self: sc._FileSource, path: Path) -> str | None:
+    def read(self: sc.FileSource, path: Path) -> str | None:
         reads["n"] += 1
         if path == sidecar and reads["n"] == 2:
             token_file.write_text("raw-new")  # ... and finishes now
         return real_read(self, path)
 
-    monkeypatch.setattr(sc._FileSource, "_read", read)
+    monkeypatch.setattr(sc.FileSource, "_read", read)
     r = TokenReader(f"file://{token_file}", clock=Clock(T0 + 151))
     assert r.get() == "raw-new"
     assert old.fingerprint != new.fingerprint

@@ -4,7 +4,7 @@ Writes are atomic (temp file in the same directory, fsync, rename, fsync of the
 directory) so a reader sees the old token or the new one, never half of one.
 ``raw`` targets hold the bare token; its public fields go to a hidden sidecar
 ``.<name>.syncd.json`` so ``read`` (start-up adoption, ``syncd inspect``) still
-knows when it expires.
+knows when it expires (layout.py owns these names; read.py is the consumer's side).
 
 Symlinks are never followed below the configured directory. The directory is
 opened once (``O_DIRECTORY | O_NOFOLLOW``) and every name is resolved relative to
@@ -30,7 +30,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import stat
 import threading
 from pathlib import Path
@@ -38,111 +37,19 @@ from typing import TYPE_CHECKING, Any
 
 from syncd import logs
 from syncd.payload import PayloadError, TokenPayload
-from syncd.stores.base import FatalStoreError, Finding, StoreError, TransientStoreError, WriteResult
+from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
+from syncd.stores.file import layout
+from syncd.stores.file.errors import oserror, who
+from syncd.stores.file.layout import key_problem
 
 if TYPE_CHECKING:
     from syncd.config import FileStoreConfig, StoreConfig, TargetConfig
 
 log = logs.get_logger("syncd.stores.file")
 
-NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, tmpfs)
-_TEMP_EXTRA = len(".") + len(".12345678.tmp")  # "." + name + "." + 8 hex + ".tmp"
-_SIDECAR_EXTRA = len(".") + len(".syncd.json")
 MAX_READ = 1 << 20  # a token file is a few KiB; a bigger one is not ours
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_ERRNOS = (errno.ELOOP, errno.ENOTDIR)
-
-
-def _who() -> str:
-    uid = os.geteuid()
-    try:
-        import pwd
-
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
-
-
-def key_problem(key: str, fmt: str = "json") -> str | None:
-    """Why ``key`` cannot name a file under the store directory, or None (pure; used by the config check).
-
-    Each component must be a plain name (no ``..``, no empty part) and short enough that
-    the temp file next to it (and the ``raw`` sidecar's temp file) fits ``NAME_MAX``:
-    a name that fits but whose temp file does not would fail every write, forever.
-    """
-    if not key or key.startswith("/") or "\x00" in key:
-        return "must be a relative file name inside the store directory"
-    parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "must not contain empty, '.' or '..' components (it must stay inside the store directory)"
-    return name_length_problem(key, fmt)
-
-
-def name_length_problem(key: str, fmt: str = "json") -> str | None:
-    """The part of `key_problem` about ``NAME_MAX``: a configuration error (exit 2), not a write failing forever."""
-    parts = key.split("/")
-    for part in parts[:-1]:
-        if len(part.encode()) > NAME_MAX:
-            return f"directory name {part[:20]!r}... is longer than {NAME_MAX} bytes"
-    extra = _TEMP_EXTRA + (_SIDECAR_EXTRA if fmt == "raw" else 0)
-    size = len(parts[-1].encode())
-    if size + extra > NAME_MAX:
-        return (
-            f"file name is {size} bytes; with its temp file name (+{extra}) it exceeds the {NAME_MAX}-byte "
-            f"file-name limit: use a name of at most {NAME_MAX - extra} bytes"
-        )
-    return None
-
-
-def _mode_of(path: Path) -> int | None:
-    """The mode of the directory a failed operation was in (best effort, for the message)."""
-    for candidate in (path, path.parent):
-        try:
-            st = os.stat(candidate, follow_symlinks=False)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            return stat.S_IMODE(st.st_mode)
-    return None
-
-
-def _oserror(exc: OSError, action: str, path: Path, mode: int | None = None) -> StoreError:
-    """Translate an OS error into what the operator has to do about it."""
-    code = errno.errorcode.get(exc.errno or 0, "OSError")
-    if exc.errno == errno.ENOSPC:
-        return TransientStoreError(
-            f"cannot {action} {path}: the disk is full (ENOSPC); free space on that volume. "
-            "The previous token file is left untouched.",
-            code=code,
-        )
-    if exc.errno == errno.EDQUOT:
-        return TransientStoreError(f"cannot {action} {path}: disk quota exceeded (EDQUOT)", code=code)
-    if exc.errno == errno.EROFS:
-        return FatalStoreError(
-            f"cannot {action} {path} as {_who()}: the file system is read-only (EROFS); mount a writable volume "
-            "there (in Kubernetes an emptyDir, since the root file system is read-only)",
-            code=code,
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        if mode is None:
-            mode = _mode_of(path)
-        shown = f"mode {mode:04o}" if mode is not None else "a mode that could not be read"
-        return FatalStoreError(
-            f"cannot {action} {path}: permission denied ({code}) for {_who()}; the directory has {shown}: give "
-            "that user write access to it (chown/chmod, or set fsGroup in Kubernetes)",
-            code=code,
-        )
-    if exc.errno == errno.ELOOP:
-        return FatalStoreError(
-            f"cannot {action} {path}: it is a symbolic link and syncd does not follow links in its store "
-            "directory; remove the link (syncd then writes a regular file there)",
-            code=code,
-        )
-    if exc.errno == errno.ENAMETOOLONG:
-        return FatalStoreError(f"cannot {action} {path}: the name is too long ({code}); use a shorter key", code=code)
-    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT):
-        return FatalStoreError(f"cannot {action} {path}: {exc.strerror} ({code}); fix the store directory", code=code)
-    return TransientStoreError(f"cannot {action} {path}: {exc.strerror or exc} ({code})", code=code)
 
 
 class FileStore:
@@ -180,7 +87,7 @@ class FileStore:
 
     @staticmethod
     def sidecar_for(path: Path) -> Path:
-        return path.with_name(f".{path.name}.syncd.json")
+        return layout.sidecar_for(path)
 
     def _root(self, *, create: bool = True) -> int | None:
         """The directory's descriptor, re-opened (never through a link) if the path now names another one.
@@ -193,7 +100,7 @@ class FileStore:
             except FileNotFoundError:
                 st = None
             except OSError as exc:
-                raise _oserror(exc, "open directory", self.directory) from None
+                raise oserror(exc, "open directory", self.directory) from None
             if self._dir_fd is not None and st is not None and (st.st_dev, st.st_ino) == self._dir_id:
                 return self._dir_fd
             if st is not None and stat.S_ISLNK(st.st_mode):
@@ -210,7 +117,7 @@ class FileStore:
             try:
                 fd = os.open(self.directory, _DIR_FLAGS)
             except OSError as exc:
-                raise _oserror(exc, "open directory", self.directory) from None
+                raise oserror(exc, "open directory", self.directory) from None
             opened = os.fstat(fd)
             if self._dir_uid is not None and opened.st_uid != self._dir_uid:
                 os.close(fd)
@@ -237,7 +144,7 @@ class FileStore:
         except FileExistsError:
             pass  # made meanwhile by someone else: opened below without following a link
         except OSError as exc:
-            raise _oserror(exc, "create directory", self.directory) from None
+            raise oserror(exc, "create directory", self.directory) from None
 
     def _dir_mode(self, fd: int) -> int | None:
         try:
@@ -282,7 +189,7 @@ class FileStore:
                         "links in its store directory: remove it (syncd then creates the directory)",
                         code=errno.errorcode.get(exc.errno or 0, "ELOOP"),
                     ) from None
-                raise _oserror(exc, "open directory", here, self._dir_mode(fd)) from None
+                raise oserror(exc, "open directory", here, self._dir_mode(fd)) from None
             if owned:
                 os.close(fd)
             fd, owned = nxt, True
@@ -296,18 +203,18 @@ class FileStore:
         except FileNotFoundError:
             st = None
         except OSError as exc:
-            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
+            raise oserror(exc, "write", path, self._dir_mode(dfd)) from None
         if st is not None and stat.S_ISLNK(st.st_mode):
             raise FatalStoreError(
                 f"store {self.name!r}: {path} is a symbolic link; syncd does not write through (or over) a link in "
                 "its store directory: remove it (syncd then writes a regular file there)",
                 code="ELOOP",
             )
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = layout.temp_name(name)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         except OSError as exc:
-            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
+            raise oserror(exc, "write", path, self._dir_mode(dfd)) from None
         try:
             try:
                 os.fchmod(fd, mode)
@@ -323,7 +230,7 @@ class FileStore:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
-            raise _oserror(exc, "write", path, self._dir_mode(dfd)) from None
+            raise oserror(exc, "write", path, self._dir_mode(dfd)) from None
         if self.config.fsync:
             # Some file systems refuse fsync on a directory; the rename is still atomic.
             with contextlib.suppress(OSError):
@@ -338,9 +245,8 @@ class FileStore:
         dfd, name, owned = walked
         try:
             if fmt == "raw":
-                meta = json.dumps(payload.public_dict(), separators=(",", ":")).encode()
-                side = f".{name}.syncd.json"
-                self._atomic_write(dfd, side, self.sidecar_for(path), meta, mode)
+                meta = layout.sidecar_document(payload)
+                self._atomic_write(dfd, layout.sidecar_name(name), self.sidecar_for(path), meta, mode)
             self._atomic_write(dfd, name, path, payload.render(fmt).encode(), mode)
         finally:
             if owned:
@@ -359,7 +265,7 @@ class FileStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _oserror(exc, "read", path, self._dir_mode(dfd)) from None
+            raise oserror(exc, "read", path, self._dir_mode(dfd)) from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise FatalStoreError(f"{path}: not a regular file (not a syncd payload)", code="payload")
@@ -371,7 +277,7 @@ class FileStore:
                     raise FatalStoreError(f"{path}: larger than {MAX_READ} bytes (not a syncd payload)", code="payload")
                 chunks.append(chunk)
         except OSError as exc:
-            raise _oserror(exc, "read", path) from None
+            raise oserror(exc, "read", path) from None
         finally:
             os.close(fd)
         try:
@@ -480,7 +386,7 @@ class FileStore:
                 Finding(
                     "warning",
                     subject,
-                    f"{existing} is not writable by {_who()}",
+                    f"{existing} is not writable by {who()}",
                     "fix the directory permissions or mount a writable volume",
                 )
             )

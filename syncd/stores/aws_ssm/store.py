@@ -14,8 +14,8 @@ oldest itself on the 101st write, so unlike Secrets Manager it can carry a
   ``max_writes_per_second`` (default 3) for every SSM store, and ``syncd check``
   refuses a fleet whose average write rate the limit cannot carry.
 
-The parameter value is ``payload.render(format)``: the JSON payload, or the
-bare token for ``format = "raw"`` (then ``read()`` returns None: no expiry to judge).
+The parameter value is ``payload.render(format)`` (layout.py): the JSON payload, or
+the bare token for ``format = "raw"`` (then ``read()`` returns None: no expiry to judge).
 Writes use ``Overwrite=True`` except the first one when tags are configured
 (AWS refuses tags together with Overwrite), and a per-parameter memory of the
 stored token skips unchanged writes without reading first.
@@ -23,22 +23,18 @@ stored token skips unchanged writes without reading first.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs
-from syncd.payload import Format, PayloadError, TokenPayload, fingerprint, holds_token, is_slot_index
-from syncd.stores._aws import (
-    AwsStore,
-    TokenBucket,
-    classify,
-    error_info,
-    install_retry_rules,
-    shared_limiter,
-)
+from syncd.payload import Format, PayloadError, TokenPayload, holds_token
+from syncd.stores._aws.common import partition
+from syncd.stores._aws.errors import classify, error_info
+from syncd.stores._aws.limiter import TokenBucket, install_retry_rules, shared_limiter
+from syncd.stores._aws.store import AwsStore
+from syncd.stores.aws_ssm.layout import MAX_DEPTH, MAX_VALUE, parameter_arn, parameter_name_problem, stored_token
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
 if TYPE_CHECKING:
@@ -46,31 +42,7 @@ if TYPE_CHECKING:
 
 log = logs.get_logger("syncd.stores.aws")
 
-#: Value size limits by tier (Intelligent-Tiering moves a parameter to Advanced when it needs to).
-MAX_VALUE = {"Standard": 4096, "Advanced": 8192, "Intelligent-Tiering": 8192}
-MAX_DEPTH = 15
-_NAME_RE = re.compile(r"[A-Za-z0-9_.\-/]+")
 _OLDEST_RE = re.compile(r"Version (\d+), the oldest version")
-
-
-def parameter_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a parameter name, or None. Checked before any call, and by ``syncd check``."""
-    if not name:
-        return "the parameter name is empty"
-    if not _NAME_RE.fullmatch(name):
-        return "use only letters, digits and _.-/ in a parameter name"
-    if "/" in name and not name.startswith("/"):
-        return f'a hierarchical parameter name must start with "/" (write "/{name}")'
-    if "//" in name or (len(name) > 1 and name.endswith("/")):
-        return 'a parameter name has no empty path segment and does not end with "/"'
-    if name.count("/") > MAX_DEPTH:
-        return f"a parameter name has at most {MAX_DEPTH} levels"
-    first = name.lstrip("/").split("/", 1)[0].lower()
-    if first.startswith(("aws", "ssm")):
-        return 'parameter names cannot begin with "aws" or "ssm" (reserved by AWS)'
-    if len(name) > 1011:
-        return "the parameter name is too long (AWS allows 1011 characters including the ARN)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -118,8 +90,7 @@ class SsmStore(AwsStore):
             raise FatalStoreError(message, code="config")
 
     def _arn(self, name: str) -> str:
-        partition = "aws-cn" if self.region.startswith("cn-") else "aws-us-gov" if "gov" in self.region else "aws"
-        return f"arn:{partition}:ssm:{self.region}:<account-id>:parameter/{name.lstrip('/')}"
+        return parameter_arn(partition(self.region), self.region, name)
 
     def _error(self, exc: BaseException, *, action: str, name: str, what: str) -> StoreError:
         info = error_info(exc)
@@ -200,7 +171,7 @@ class SsmStore(AwsStore):
                 problem="the token is stored unencrypted; delete the parameter so syncd re-creates it as SecureString",
             )
         text = str(param.get("Value", ""))
-        self._seen[name] = _Seen(True, *_stored_token(text))
+        self._seen[name] = _Seen(True, *stored_token(text))
         return text
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
@@ -225,7 +196,7 @@ class SsmStore(AwsStore):
         text = await self._get(key)
         if text is None:
             return "the parameter does not exist any more (deleted)"
-        if _stored_token(text)[0] != payload.fingerprint:
+        if stored_token(text)[0] != payload.fingerprint:
             return "the parameter holds another value than the token syncd wrote"
         return None
 
@@ -351,24 +322,3 @@ class SsmStore(AwsStore):
                 )
             )
         return findings
-
-
-def _stored_token(text: str) -> tuple[str | None, float]:
-    """(fingerprint, expires_at) of the token a stored value carries (JSON payload or bare token).
-
-    A value without a usable expiry reports inf: nothing to gain by rewriting the same token.
-    """
-    try:
-        doc: Any = json.loads(text)
-    except ValueError:
-        return (fingerprint(text.strip()) if text.strip() else None), math.inf
-    if isinstance(doc, dict) and not is_slot_index(doc):
-        token = doc.get("access_token")
-        if not isinstance(token, str) or not token:
-            return None, math.inf
-        try:
-            expires_at = TokenPayload.from_json(text, source="parameter").expires_at
-        except PayloadError:
-            expires_at = math.inf
-        return fingerprint(token), expires_at
-    return None, math.inf
