@@ -21,18 +21,15 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import logs, schedule, shutdown, verify
-from syncd.client_auth import tls_files_version
+from syncd import identity, logs, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
-from syncd.engine import decide, once, report
+from syncd.engine import decide, once, reload, report
 from syncd.engine.adopt import adopt_stored
-from syncd.engine.minting import Minter
+from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
-from syncd.engine.reload import apply_reload
 from syncd.engine.rotation import Rotation
-from syncd.engine.state import CredentialState, RunReport, TargetState
+from syncd.engine.state import CredentialState, RunReport
 from syncd.metrics import Metrics
-from syncd.oauth import build_http_client, endpoint_origin
 from syncd.payload import TokenPayload, to_rfc3339
 from syncd.stores.base import Finding, Store, create_store
 
@@ -57,9 +54,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.rng = rng or random.Random()  # jitter, not cryptography  # noqa: S311  # nosec B311
-        self._http = http_client
-        self._own_http = http_client is None
-        self._http_clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self._http_clients = HttpClients(self._settings, shared=http_client)
         self.stores: dict[str, Store] = {}
         self._store_configs: dict[str, StoreConfig] = {}
         self.credentials: dict[str, CredentialState] = {}
@@ -71,9 +66,21 @@ class Engine:
         self.loop_heartbeat = clock()
         self.scheduler_heartbeat = clock()
         self._heartbeat_task: asyncio.Task[None] | None = None
-        common: dict[str, Any] = {"settings": lambda: self.config, "metrics": self.metrics, "clock": clock}
-        self.minter = Minter(http_client=self.http_client, rng=self.rng, **common)
-        self.rotation = Rotation(minter=self.minter, rng=self.rng, readback_planned=self._schedule_verify, **common)
+        # The settings are read at each use: a reload replaces self.config.
+        self.minter = Minter(
+            settings=self._settings, http_client=self.http_client, metrics=self.metrics, clock=clock, rng=self.rng
+        )
+        self.rotation = Rotation(
+            minter=self.minter,
+            settings=self._settings,
+            metrics=self.metrics,
+            clock=clock,
+            rng=self.rng,
+            readback_planned=self._schedule_verify,
+        )
+
+    def _settings(self) -> Config:
+        return self.config
 
     # ------------------------------------------------------------------ set-up
 
@@ -87,40 +94,11 @@ class Engine:
         return stores
 
     def _new_state(self, cfg: CredentialConfig, stores: Mapping[str, Store]) -> CredentialState:
-        return CredentialState(
-            cfg=cfg,
-            policy=cfg.policy(self.config.defaults),
-            lifetime_fallback=cfg.lifetime_fallback_for(self.config.defaults),
-            max_lifetime=cfg.max_lifetime_for(self.config.defaults),
-            verify_interval=cfg.verify_interval_for(self.config.defaults),
-            targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
-        )
+        return CredentialState.for_config(cfg, self.config.defaults, stores)
 
     def http_client(self, cfg: CredentialConfig) -> httpx.AsyncClient:
-        """One pooled client per token endpoint origin and TLS setting.
-
-        Per origin because httpx's connection limit is per client: one client shared by
-        every IdP would let connections stuck on a hanging IdP fill the pool for all.
-        """
-        if self._http is not None:
-            return self._http
-        # The files' versions are part of the key: a rotated certificate (cert-manager) gets a fresh
-        # pool; the old one is closed at stop (rotations are rare, in-flight mints may still use it).
-        tls_version = tls_files_version(cfg.client_cert, cfg.client_key, cfg.ca_bundle)
-        key = (endpoint_origin(cfg.token_url), cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_version)
-        client = self._http_clients.get(key)
-        if client is None:
-            d = self.config.daemon
-            client = build_http_client(
-                timeout=d.http_timeout,
-                connect_timeout=d.connect_timeout,
-                ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
-                client_cert=str(cfg.client_cert) if cfg.client_cert else None,
-                client_key=str(cfg.client_key) if cfg.client_key else None,
-                max_connections=d.max_concurrent_mints,
-            )
-            self._http_clients[key] = client
-        return client
+        """The HTTP client for a credential's mints (see `minting.HttpClients`)."""
+        return self._http_clients.for_credential(cfg)
 
     def setup(self) -> None:
         """Create stores and credential states (no I/O yet)."""
@@ -284,7 +262,49 @@ class Engine:
 
     async def reload(self, new: Config) -> dict[str, list[str]]:
         """Apply a new configuration: added credentials start, removed stop, changed restart."""
-        return await apply_reload(self, new)
+        old_stores = self.stores
+        stores = self._build_stores(new, reuse=old_stores)
+        changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
+        self.config = new
+        known = reload.needs_digest(self.credentials, new)
+        digests = await asyncio.to_thread(lambda: {c.name: identity.digest(c) for c in known})
+        change = reload.plan_reload(self.credentials, new, changed_stores, digests)
+        for name in change.removed:
+            st = self.credentials.pop(name)
+            st.generation += 1
+            self._remove_job(name)
+            self.metrics.forget_credential(name, [ts.label for ts in st.targets])
+            for value in (*st.retired, *([st.token.access_token.get_secret_value()] if st.token else [])):
+                logs.forget_secret(value)
+        to_start: list[CredentialState] = []
+        for restart in change.restart:
+            name = restart.cfg.name
+            st = self._new_state(restart.cfg, stores)
+            old = self.credentials.get(name)
+            if old is not None:
+                old.generation += 1
+                self._remove_job(name)
+                st.token, st.minted_with, st.retired = old.token, old.minted_with, old.retired
+                if restart.remint:
+                    log.info(
+                        "identity_changed", credential=name, changed=restart.remint, action="minting a new token now"
+                    )
+                self.metrics.forget_credential(name, [ts.label for ts in old.targets])
+            self.credentials[name] = st
+            to_start.append(st)
+        self.stores = stores
+        self._store_configs = dict(new.stores)
+        for name, store in old_stores.items():
+            if store is not stores.get(name):
+                with contextlib.suppress(Exception):
+                    await store.aclose()
+        summary = change.summary()
+        if to_start:
+            await self._start_credentials(to_start, remint=summary["reminted"])
+        log.info(
+            "reloaded", **{k: v for k, v in summary.items() if k != "unchanged"}, unchanged=len(summary["unchanged"])
+        )
+        return summary
 
     async def run_once(
         self, names: Iterable[str] | None = None, progress: Callable[[RunReport], None] | None = None
@@ -325,7 +345,7 @@ class Engine:
         # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
         # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
         await asyncio.gather(*(self._close_store(store) for store in self.stores.values()))
-        clients = [*self._http_clients.values(), *([self._http] if self._http is not None and self._own_http else [])]
+        clients = self._http_clients.owned()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
         for st in self.credentials.values():

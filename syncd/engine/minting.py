@@ -16,13 +16,51 @@ from collections.abc import Callable
 import httpx
 
 from syncd import logs, policy
-from syncd.client_auth import assertion_for
+from syncd.client_auth import assertion_for, tls_files_version
 from syncd.config import Config, CredentialConfig
 from syncd.engine import decide
 from syncd.engine.state import CredentialState
 from syncd.metrics import Metrics
-from syncd.oauth import MintRequest, Token, TransientMintError, endpoint_origin, mint
+from syncd.oauth import MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
 from syncd.payload import TokenPayload
+
+
+class HttpClients:
+    """One pooled client per token endpoint origin and TLS setting (or one shared client given).
+
+    Per origin because httpx's connection limit is per client: one client shared by
+    every IdP would let connections stuck on a hanging IdP fill the pool for all.
+    """
+
+    def __init__(self, settings: Callable[[], Config], shared: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._shared = shared  # the caller's: never closed here
+        self._pool: dict[tuple[object, ...], httpx.AsyncClient] = {}
+
+    def for_credential(self, cfg: CredentialConfig) -> httpx.AsyncClient:
+        if self._shared is not None:
+            return self._shared
+        # The files' versions are part of the key: a rotated certificate (cert-manager) gets a fresh
+        # pool; the old one is closed at stop (rotations are rare, in-flight mints may still use it).
+        tls_version = tls_files_version(cfg.client_cert, cfg.client_key, cfg.ca_bundle)
+        key = (endpoint_origin(cfg.token_url), cfg.ca_bundle, cfg.client_cert, cfg.client_key, tls_version)
+        client = self._pool.get(key)
+        if client is None:
+            d = self._settings().daemon
+            client = build_http_client(
+                timeout=d.http_timeout,
+                connect_timeout=d.connect_timeout,
+                ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
+                client_cert=str(cfg.client_cert) if cfg.client_cert else None,
+                client_key=str(cfg.client_key) if cfg.client_key else None,
+                max_connections=d.max_concurrent_mints,
+            )
+            self._pool[key] = client
+        return client
+
+    def owned(self) -> list[httpx.AsyncClient]:
+        """The clients built here, for closing at stop."""
+        return list(self._pool.values())
 
 
 class Minter:

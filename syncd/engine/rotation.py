@@ -75,6 +75,7 @@ class Rotation:
         self.update_state(st)
 
     def update_state(self, st: CredentialState) -> None:
+        """The credential's state, failure count and last error after a run (`decide.standing`)."""
         standing = decide.standing(
             self.clock(),
             st.token,

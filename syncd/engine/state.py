@@ -7,11 +7,12 @@ change these; the decisions (`syncd.engine.decide`) only read the values they ar
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from syncd import logs, policy, verify
-from syncd.config import CredentialConfig, TargetConfig
+from syncd.config import CredentialConfig, Defaults, TargetConfig
 from syncd.payload import TokenPayload, holds_token
 from syncd.stores.base import Store
 
@@ -90,6 +91,18 @@ class CredentialState:
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    @classmethod
+    def for_config(cls, cfg: CredentialConfig, defaults: Defaults, stores: Mapping[str, Store]) -> CredentialState:
+        """A new credential's state (no token yet), its targets on ``stores``."""
+        return cls(
+            cfg=cfg,
+            policy=cfg.policy(defaults),
+            lifetime_fallback=cfg.lifetime_fallback_for(defaults),
+            max_lifetime=cfg.max_lifetime_for(defaults),
+            verify_interval=cfg.verify_interval_for(defaults),
+            targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
+        )
 
 
 @dataclass
