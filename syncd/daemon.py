@@ -32,7 +32,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from syncd import logs, shutdown
+from syncd import logs, replicas, shutdown
 from syncd.config import Config, ConfigError, load_config
 from syncd.engine import Engine, plan_findings
 from syncd.server import HttpServer
@@ -70,7 +70,8 @@ async def _plan_problems(engine: Engine, new: Config) -> list[str]:
             except Exception as exc:
                 problems.append(f"stores.{name}: cannot create the store ({type(exc).__name__}: {exc})")
         if not problems:
-            problems = [f.render() for f in plan_findings(new, stores) if f.level == "error"]
+            findings = plan_findings(new, stores) + replicas.replica_findings(new)
+            problems = [f.render() for f in findings if f.level == "error"]
     finally:
         for store in temporary.values():
             with contextlib.suppress(Exception):

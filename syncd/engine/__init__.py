@@ -5,6 +5,7 @@
 * `rotation`: one credential's run, top to bottom, with `minting` (one mint under its
   deadline) and `readback` (reading targets back between rotations);
 * `adopt`: start-up adoption of fresh stored tokens;
+* `takeover`: several replicas: each credential's rank, a follower's read-adopt-or-mint wake;
 * `lifecycle`: `Engine`, the daemon around the rotations (set-up, schedule, watchdog, stop),
   with `reload`, `once` (``syncd once``, ``check --connect``), `report` (gauges, /status,
   /readyz) and `plan` (write-volume findings).

@@ -15,7 +15,9 @@ from syncd import policy
 from syncd.config import SecretUnavailableError
 from syncd.engine.state import Outcome, State
 from syncd.oauth import MintError, TransientMintError
-from syncd.payload import TokenPayload
+from syncd.payload import TokenPayload, holds_token
+from syncd.replicas import rank as rendezvous_rank
+from syncd.replicas import wake_time
 
 #: The next run is never sooner than this: even "now" is a few milliseconds away.
 MIN_RUN_GAP = 0.005
@@ -28,16 +30,29 @@ def _valid(token: TokenPayload | None, now: float) -> bool:
 # ------------------------------------------------------------------ when to mint, write and run
 
 
-def refresh_due(now: float, token: TokenPayload | None) -> bool:
-    """No token, or the held one has reached its refresh time (or expired)."""
-    return token is None or now >= token.refresh_after or token.expired(now)
+def refresh_due(now: float, token: TokenPayload | None, due_at: float | None = None) -> bool:
+    """No token, or the held one has reached its refresh time (or expired).
+
+    ``due_at`` replaces the held token's ``refresh_after`` where this replica acts later
+    (a follower, `wake_at`); with no token it is when a follower first looks.
+    """
+    if token is None:
+        return due_at is None or now >= due_at
+    return now >= (token.refresh_after if due_at is None else due_at) or token.expired(now)
 
 
-def mint_due(now: float, token: TokenPayload | None, mint_retry_at: float | None, *, force: bool = False) -> bool:
+def mint_due(
+    now: float,
+    token: TokenPayload | None,
+    mint_retry_at: float | None,
+    *,
+    force: bool = False,
+    due_at: float | None = None,
+) -> bool:
     """Whether this run mints: the token is due and the last attempt's backoff has passed."""
     if force:
         return True
-    return refresh_due(now, token) and (mint_retry_at is None or now >= mint_retry_at)
+    return refresh_due(now, token, due_at) and (mint_retry_at is None or now >= mint_retry_at)
 
 
 def write_due(now: float, retry_at: float | None, *, force: bool = False) -> bool:
@@ -53,27 +68,105 @@ def next_run(
     last_attempt: float | None,
     min_interval: float,
     unwritten_retry_at: Iterable[float | None] = (),
+    due_at: float | None = None,
 ) -> float:
     """When the credential's next run is due.
 
     ``unwritten_retry_at`` holds the ``retry_at`` of each target that does not hold
     ``token`` (None: no backoff). The earliest of these wins: the refresh time of a
-    token not yet due; else the mint backoff, never sooner than ``min_interval`` after
-    the last attempt, so a token that is due as soon as it is minted cannot turn into
-    a hot loop against the IdP; and, while the token is valid, each unwritten target's
-    own retry time.
+    token not yet due (``due_at`` for a follower, see `wake_at`); else the mint backoff,
+    never sooner than ``min_interval`` after the last attempt, so a token that is due as
+    soon as it is minted cannot turn into a hot loop against the IdP; and, while the
+    token is valid, each unwritten target's own retry time.
     """
-    if refresh_due(now, token):
+    if refresh_due(now, token, due_at):
         due = mint_retry_at if mint_retry_at is not None else now
         if last_attempt is not None:
             due = max(due, last_attempt + min_interval)
         candidates = [due]
+    elif due_at is not None:
+        candidates = [due_at]
     else:
         assert token is not None  # refresh_due is True without one
         candidates = [token.refresh_after]
     if _valid(token, now):
         candidates.extend(at if at is not None else now for at in unwritten_retry_at)
     return max(min(candidates), now + MIN_RUN_GAP)
+
+
+# ------------------------------------------------------------------ several replicas (docs/ha.md)
+
+
+def credential_rank(credential: str, replica: int, replicas: int, *, shared: bool) -> int:
+    """This replica's rank for a credential: rendezvous order, or 0 when there is nothing to share.
+
+    One replica, or only pod-local targets (file stores, ``shared`` False): no replica can
+    see another's token, so each one refreshes the credential itself, as rank 0.
+    """
+    if replicas <= 1 or not shared:
+        return 0
+    return rendezvous_rank(credential, replica, replicas)
+
+
+def wake_at(
+    token: TokenPayload | None,
+    *,
+    rank: int,
+    delay: float,
+    pol: policy.RefreshPolicy,
+    waiting_since: float | None = None,
+) -> float | None:
+    """When a follower (rank > 0) acts for a credential; None: at the held token's refresh time.
+
+    Rank k wakes at the held payload's ``refresh_after + k x delay``: the payload as
+    stored (an adopted token keeps the writer's ``refresh_after``), so an adoption never
+    pushes the next wake later. Never after the token's refresh deadline (a payload
+    written with a later ``refresh_after`` than this replica's policy allows). Holding
+    no token, a follower first looks ``k x delay`` after ``waiting_since`` (its start):
+    a cold start of every replica then mints each credential about once, not N times.
+    """
+    if rank <= 0:
+        return None
+    if token is None:
+        return None if waiting_since is None else wake_time(waiting_since, rank, delay)
+    deadline = policy.effective_deadline(token.issued_at, token.expires_at, pol)
+    return min(wake_time(token.refresh_after, rank, delay), deadline)
+
+
+def _fresher(stored: TokenPayload, held: TokenPayload) -> bool:
+    # The held token read back (its times rounded to the millisecond) is not a fresher one.
+    return stored.expires_at > held.expires_at and not holds_token(held.fingerprint, held.expires_at, stored)
+
+
+@dataclass(frozen=True)
+class FollowerStep:
+    """What a follower does at its wake: adopt a stored token (or not), then mint (or not)."""
+
+    adopt: TokenPayload | None
+    mint: bool
+
+
+def follower_step(
+    now: float,
+    held: TokenPayload | None,
+    stored: Iterable[TokenPayload],
+    *,
+    rank: int,
+    delay: float,
+    pol: policy.RefreshPolicy,
+) -> FollowerStep:
+    """A follower read its targets (``stored``: this credential's plausible payloads found there).
+
+    The freshest unexpired one that expires after the held token is adopted, and the
+    follower mints only if that token is itself already due for its rank. Nothing
+    fresher (nothing stored, only the held token, an expired one): every rank before
+    this one missed the refresh, so this one takes over and mints.
+    """
+    fresher = [p for p in stored if not p.expired(now) and (held is None or _fresher(p, held))]
+    if not fresher:
+        return FollowerStep(adopt=None, mint=True)
+    best = max(fresher, key=lambda p: p.expires_at)
+    return FollowerStep(adopt=best, mint=refresh_due(now, best, wake_at(best, rank=rank, delay=delay, pol=pol)))
 
 
 # ------------------------------------------------------------------ minting

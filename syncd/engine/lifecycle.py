@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import identity, logs, schedule, shutdown, verify
+from syncd import identity, logs, replicas, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
-from syncd.engine import decide, once, reload, report
+from syncd.engine import decide, once, reload, report, takeover
 from syncd.engine.adopt import adopt_stored
 from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
@@ -94,7 +94,9 @@ class Engine:
         return stores
 
     def _new_state(self, cfg: CredentialConfig, stores: Mapping[str, Store]) -> CredentialState:
-        return CredentialState.for_config(cfg, self.config.defaults, stores)
+        st = CredentialState.for_config(cfg, self.config.defaults, stores)
+        takeover.place(st, self.config)
+        return st
 
     def http_client(self, cfg: CredentialConfig) -> httpx.AsyncClient:
         """The HTTP client for a credential's mints (see `minting.HttpClients`)."""
@@ -110,8 +112,8 @@ class Engine:
             self._publish(st)
 
     def plan(self) -> list[Finding]:
-        """Quota/cost findings for every target (``syncd check`` and start-up)."""
-        return plan_findings(self.config, self.stores)
+        """Quota/cost findings for every target, and a replica plan whose last rank acts too late."""
+        return plan_findings(self.config, self.stores) + replicas.replica_findings(self.config)
 
     # ------------------------------------------------------------------ the run and its schedule
 
@@ -146,6 +148,7 @@ class Engine:
             last_attempt=st.last_attempt,
             min_interval=st.policy.min_interval,
             unwritten_retry_at=[ts.retry_at for ts in st.targets if token is not None and not ts.holds(token)],
+            due_at=takeover.due_at(st),
         )
 
     def _schedule(self, st: CredentialState, at: float | None = None) -> None:
@@ -219,6 +222,8 @@ class Engine:
                 # but due now, whatever the targets' copy says.
                 self._set_token(st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now)))
                 st.adopted = False
+            if st.token is None and st.rank > 0:
+                st.waiting_since = now  # a follower looks k x takeover_delay later (decide.wake_at)
             self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
             self._publish(st)
             if st.adopted:
@@ -269,6 +274,8 @@ class Engine:
         known = reload.needs_digest(self.credentials, new)
         digests = await asyncio.to_thread(lambda: {c.name: identity.digest(c) for c in known})
         change = reload.plan_reload(self.credentials, new, changed_stores, digests)
+        for st in self.credentials.values():  # [daemon] replicas may have changed: ranks with it
+            takeover.place(st, new)
         for name in change.removed:
             st = self.credentials.pop(name)
             st.generation += 1
@@ -389,7 +396,10 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         """/status: per credential state, never a token."""
-        return report.status(self.credentials.values(), self.clock(), self.started_at)
+        out = report.status(self.credentials.values(), self.clock(), self.started_at)
+        credentials = out.pop("credentials")
+        daemon = self.config.daemon
+        return {**out, "replicas": daemon.replicas, "replica": daemon.replica or 0, "credentials": credentials}
 
     def credential_ready(self, st: CredentialState, now: float | None = None) -> bool:
         return report.credential_ready(st, self.clock() if now is None else now)

@@ -49,6 +49,8 @@ def status(credentials: Iterable[CredentialState], now: float, started_at: float
                 "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
                 "minting_since": to_rfc3339(st.minting_since) if st.minting_since else None,
                 "adopted": st.adopted,
+                "held": st.held,
+                "rank": st.rank,
                 "next_refresh": to_rfc3339(st.next_run) if st.next_run else None,
                 "rearmed": st.rearmed,
                 "last_rearmed": to_rfc3339(st.last_rearmed) if st.last_rearmed else None,

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from syncd import identity, logs, policy
 from syncd.config import Config
-from syncd.engine import decide, readback
+from syncd.engine import decide, readback, takeover
 from syncd.engine.state import CredentialState, Outcome, TargetState, error_view
 from syncd.metrics import Metrics
 from syncd.payload import TokenPayload, to_rfc3339
@@ -66,11 +66,22 @@ class Rotation:
     # ------------------------------------------------------------------ the run
 
     async def run(self, st: CredentialState, *, force_mint: bool = False) -> None:
-        """One run: maybe mint, write the targets that lack the token, update the state."""
-        if decide.mint_due(self.clock(), st.token, st.mint_retry_at, force=force_mint):
+        """One run: maybe mint, write the targets that lack the token, update the state.
+
+        A follower (rank > 0 among several replicas) that is due first reads the targets
+        and mints only when no fresher token is there (`takeover.follow`).
+        """
+        due_at = takeover.due_at(st)
+        mint = decide.mint_due(self.clock(), st.token, st.mint_retry_at, force=force_mint, due_at=due_at)
+        following = mint and not force_mint and st.rank > 0
+        if following:
+            mint = await takeover.follow(self, st)
+        if mint:
             minting_as = identity.digest(st.cfg)
             if await self.attempt_mint(st):
                 st.minted_with = minting_as
+                if following:
+                    self.metrics.takeovers.inc()
         await self.write_pending(st)
         self.update_state(st)
 
@@ -117,6 +128,7 @@ class Rotation:
         st.mints += 1
         st.mint_failures, st.mint_retry_at = 0, None
         st.last_mint, st.last_mint_outcome, st.adopted = now, "ok", False
+        st.held = "minted"
         self.set_token(st, payload)
         self.metrics.mints.labels(credential=st.name, outcome="ok").inc()
         log.info(
@@ -216,6 +228,7 @@ class Rotation:
         if plan.take:
             st.mints += 1
             st.last_mint, st.adopted = now, False
+            st.held = "minted"
             self.set_token(st, payload)
         return plan.take
 
@@ -233,8 +246,19 @@ class Rotation:
                 logs.forget_secret(st.retired.popleft())
 
     def rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
-        """Adopt a token another writer stored: our own jittered refresh time for it."""
-        refresh = policy.refresh_time(payload.issued_at, payload.expires_at, self.clock(), st.policy, self.rng.random())
+        """Adopt a token another writer stored: our own jittered refresh time for it.
+
+        Shared by several replicas (``st.ranked``), the stored ``refresh_after`` is kept
+        (never past the deadline): every rank's wake counts from it (`decide.wake_at`).
+        """
+        st.held = "adopted"
+        if st.ranked:
+            deadline = policy.effective_deadline(payload.issued_at, payload.expires_at, st.policy)
+            refresh = min(payload.refresh_after, deadline)
+        else:
+            refresh = policy.refresh_time(
+                payload.issued_at, payload.expires_at, self.clock(), st.policy, self.rng.random()
+            )
         logs.register_secret(payload.access_token.get_secret_value())
         return TokenPayload(
             credential=payload.credential,

@@ -18,6 +18,7 @@ from syncd.stores.base import Store
 
 State = Literal["starting", "ok", "degraded", "retrying", "fatal", "expired", "stopped"]
 Outcome = Literal["ok", "transient", "fatal"]
+Held = Literal["minted", "adopted"]
 LIVE_STATES = ("ok", "degraded", "retrying")
 
 
@@ -87,6 +88,12 @@ class CredentialState:
     rearmed: int = 0  # times the watchdog found the credential off the schedule
     last_rearmed: float | None = None
     retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
+    # Several replicas (docs/ha.md; set by syncd.engine.takeover.place).
+    ranked: bool = False  # replicas share it through a shared target: refresh times are the stored payload's
+    rank: int = 0  # 0 refreshes at refresh_after; rank k wakes k x takeover_delay later (decide.wake_at)
+    takeover_delay: float = 0.0
+    waiting_since: float | None = None  # a follower holding no token since then (start-up)
+    held: Held | None = None  # whether the token held was minted here or adopted from a target
 
     @property
     def name(self) -> str:

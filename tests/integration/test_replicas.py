@@ -209,6 +209,11 @@ def counter(daemon: SyncdProcess, name: str) -> float:
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
+def follower_reads(daemons: list[SyncdProcess]) -> int:
+    """Target reads by followers at their wakes so far (the ``follow`` events of every process's log)."""
+    return sum(int(e.get("reads", 0)) for d in daemons for e in d.events("follow"))
+
+
 def kill(daemon: SyncdProcess) -> None:
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGKILL)
@@ -259,10 +264,18 @@ def test_three_replicas_survive_sigkill_and_share_the_minting(
         # --- steady: all three up. One replica's worth of mints, a third each.
         idp.reset_stats()
         before = [ok_mints(d) for d in daemons]
+        reads_before = follower_reads(daemons)
         time.sleep(STEADY)
         minted = idp.stats()["total"]
         shares = [ok_mints(d) - b for d, b in zip(daemons, before, strict=True)]
+        reads = follower_reads(daemons) - reads_before
         single = len(NAMES) * STEADY / REFRESH_INTERVAL
+        # Figures for docs/ha.md "Measured" (shown with pytest -s).
+        print(
+            f"\nreplicas steady {STEADY:g}s: {minted} IdP mints, one replica ~{single:g} "
+            f"(ratio {minted / single:.2f}); per replica {shares}; follower reads {reads} "
+            f"(per rotation and credential {reads / single:.2f})"
+        )
         assert not consumer.bad(warm), consumer.bad(warm)
         assert minted <= MAX_MINT_RATIO * single, (
             f"{minted} mints in {STEADY:g}s by {REPLICAS} replicas; one replica would make ~{single:g}"
@@ -281,6 +294,9 @@ def test_three_replicas_survive_sigkill_and_share_the_minting(
         for target in readers:
             assert consumer.issued_after(target, alone, time.time()), f"{target} not rotated by the survivor"
         assert counter(daemons[2], "syncd_takeovers_total") > takeovers_before
+        print(
+            f"survivor alone {ALONE:g}s: takeovers {counter(daemons[2], 'syncd_takeovers_total') - takeovers_before:g}"
+        )
         assert not consumer.bad(warm), consumer.bad(warm)
 
         # --- restart both: they adopt what is stored (no mint storm).
@@ -296,6 +312,10 @@ def test_three_replicas_survive_sigkill_and_share_the_minting(
         window = time.time() - restarted
         storm_limit = MAX_MINT_RATIO * len(NAMES) * max(window, REFRESH_INTERVAL) / REFRESH_INTERVAL
         assert idp.stats()["total"] <= storm_limit, idp.stats()
+        print(
+            f"restart: {idp.stats()['total']} IdP mints in {window:.1f}s (limit {storm_limit:.1f}); "
+            f"mints by the restarted since their start {[ok_mints(d) for d in daemons[:2]]}"
+        )
         assert sum(counter(d, "syncd_adoptions_total") for d in daemons) > 0
         assert not consumer.bad(warm), consumer.bad(warm)
         assert consumer.bad()["expired"] == 0, consumer.bad()  # not even during the warm-up

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from syncd import replicas as replicas_mod
 from syncd.config import SecretUnavailableError
 from syncd.engine import decide
 from syncd.oauth import FatalMintError, MintError, TransientMintError
@@ -93,6 +94,133 @@ WRITE_DUE = {
 def test_write_due(row):
     now, retry_at, force, expected = row
     assert decide.write_due(T0 + now, at(retry_at), force=force) is expected
+
+
+# ------------------------------------------------------------------ several replicas (docs/ha.md)
+
+DELAY = 10.0  # takeover_delay between two ranks
+
+
+def stored(value: str, issued: float, expires: float, refresh: float) -> TokenPayload:
+    """A payload another replica wrote to a target, its times relative to T0."""
+    return TokenPayload("calm", SecretStr(f"stored-token-{value}"), T0 + issued, T0 + expires, T0 + refresh)
+
+
+# (held token, rank, waiting_since) -> this replica's wake (None: the token's own refresh time)
+WAKE_AT = {
+    "rank 0: the token's refresh_after, as one replica": (token(), 0, None, None),
+    "rank 1: refresh_after + 1 x delay": (token(), 1, None, 160),
+    "rank 2: refresh_after + 2 x delay": (token(), 2, None, 170),
+    "adopted token: from the stored payload's refresh_after, whenever it was adopted": (
+        stored("a", 100, 400, 250),
+        1,
+        None,
+        260,
+    ),
+    "a late rank never acts after the deadline (expires_at - min_remaining)": (token(), 20, None, 270),
+    "rank 0 holding nothing: now": (None, 0, 0, None),
+    "follower holding nothing since its start: k x delay later": (None, 2, 5, 25),
+    "follower holding nothing, no start recorded: now": (None, 2, None, None),
+}
+
+
+@pytest.mark.parametrize("row", WAKE_AT.values(), ids=WAKE_AT.keys())
+def test_wake_at(row):
+    held, rank, waiting_since, expected = row
+    got = decide.wake_at(held, rank=rank, delay=DELAY, pol=POLICY, waiting_since=at(waiting_since))
+    assert got == at(expected)
+
+
+# (credential, replica, replicas, has a shared target) -> rank
+CREDENTIAL_RANK = {
+    "one replica: rank 0": ("calm", 0, 1, True, 0),
+    "pod-local targets only: rank 0 on every replica (each mints for its pod)": ("calm", 2, 3, False, 0),
+    "shared target: the rendezvous rank": ("calm", 2, 3, True, None),
+}
+
+
+@pytest.mark.parametrize("row", CREDENTIAL_RANK.values(), ids=CREDENTIAL_RANK.keys())
+def test_credential_rank(row):
+    name, replica, replicas, shared, expected = row
+    if expected is None:
+        expected = replicas_mod.ranking(name, replicas).index(replica)
+    assert decide.credential_rank(name, replica, replicas, shared=shared) == expected
+
+
+def test_pod_local_credentials_are_rank_0_on_every_replica_and_shared_ones_have_one_rank_0():
+    for name in ("calm", "cards", "payments", "r07"):
+        assert {decide.credential_rank(name, k, 3, shared=False) for k in range(3)} == {0}
+        assert sorted(decide.credential_rank(name, k, 3, shared=True) for k in range(3)) == [0, 1, 2]
+
+
+FRESH = stored("fresh", 150, 450, 300)  # what rank 0 wrote at the held token's refresh time
+DUE = stored("due", 100, 400, 250)  # fresher than the held token, but rank 1 should already act on it
+EXPIRED = stored("expired", -400, -100, -250)
+
+# (now, held, stored payloads found, rank) -> (the payload adopted or None, mint?)
+FOLLOWER_STEP = {
+    "fresher stored token: adopted, no mint": (160, token(), [FRESH], 1, FRESH, False),
+    "the held token is all there is: take over, mint": (160, token(), [token()], 1, None, True),
+    "the held token read back, its expiry rounded later: not fresher, mint": (
+        160,
+        token(),
+        [TokenPayload("calm", SecretStr("decide-token-abcdef"), T0, T0 + 300.0004, T0 + 150)],
+        1,
+        None,
+        True,
+    ),
+    "nothing stored: take over, mint": (160, token(), [], 1, None, True),
+    "expired stored token: never adopted, mint": (160, None, [EXPIRED], 1, None, True),
+    "holding nothing, a valid stored token: adopted": (160, None, [FRESH], 2, FRESH, False),
+    "two fresher tokens: the one expiring last": (160, token(), [DUE, FRESH], 1, FRESH, False),
+    "fresher but already due for this rank: adopted and mint": (265, token(), [DUE], 1, DUE, True),
+}
+
+
+@pytest.mark.parametrize("row", FOLLOWER_STEP.values(), ids=FOLLOWER_STEP.keys())
+def test_follower_step(row):
+    now, held, found, rank, adopt, mint = row
+    step = decide.follower_step(T0 + now, held, found, rank=rank, delay=DELAY, pol=POLICY)
+    assert step.adopt == adopt
+    assert step.mint is mint
+
+
+# (now, held token, rank, waiting_since) -> next run, through next_run(due_at=wake_at(...))
+FOLLOWER_NEXT_RUN = {
+    "rank 1, before its wake: refresh_after + delay": (155, token(), 1, None, 160),
+    "rank 1, wake reached: now": (165, token(), 1, None, 165 + GAP),
+    "follower holding nothing since its start": (0, None, 2, 0, 20),
+    "rank 0 holding nothing: now": (0, None, 0, 0, GAP),
+}
+
+
+@pytest.mark.parametrize("row", FOLLOWER_NEXT_RUN.values(), ids=FOLLOWER_NEXT_RUN.keys())
+def test_follower_next_run(row):
+    now, held, rank, waiting_since, expected = row
+    due_at = decide.wake_at(held, rank=rank, delay=DELAY, pol=POLICY, waiting_since=at(waiting_since))
+    got = decide.next_run(
+        T0 + now, held, mint_retry_at=None, last_attempt=None, min_interval=POLICY.min_interval, due_at=due_at
+    )
+    assert got == pytest.approx(T0 + expected)
+
+
+@pytest.mark.parametrize("row", NEXT_RUN.values(), ids=NEXT_RUN.keys())
+def test_one_replica_schedule_unchanged(row):
+    """replicas = 1: rank 0 everywhere, no wake of its own, so every next_run row holds as before."""
+    now, held, retry_at, last_attempt, unwritten, expected = row
+    rank = decide.credential_rank("calm", 0, 1, shared=True)
+    due_at = decide.wake_at(held, rank=rank, delay=DELAY, pol=POLICY, waiting_since=T0)
+    assert due_at is None
+    got = decide.next_run(
+        T0 + now,
+        held,
+        mint_retry_at=at(retry_at),
+        last_attempt=at(last_attempt),
+        min_interval=POLICY.min_interval,
+        unwritten_retry_at=[at(u) for u in unwritten],
+        due_at=due_at,
+    )
+    assert got == pytest.approx(T0 + expected)
 
 
 # ------------------------------------------------------------------ minting

@@ -164,3 +164,18 @@ def test_check_with_one_replica_prints_no_replica_section(tmp_path: Path) -> Non
     proc = _check(_write(tmp_path, ""))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "follower reads/day" not in proc.stdout and "daemon.replicas" not in proc.stdout
+
+
+def test_run_refuses_a_takeover_delay_past_the_deadline(tmp_path: Path) -> None:
+    """``syncd run`` refuses the plan ``syncd check`` refuses (exit 2), before serving anything."""
+    path = _write(tmp_path, 'replicas = 3\nreplica = 0\nlisten = "127.0.0.1:0"')
+    proc = subprocess.run(
+        [SYNCD, "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "400", "CALM_SECRET": "calm-secret-value"},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "daemon.takeover_delay" in proc.stderr and "takeover_delay to at most 18s" in proc.stderr
