@@ -84,6 +84,8 @@ async def follow(rotation: Rotation, st: CredentialState) -> bool:
     if best is not None:
         rotation.set_token(st, rotation.rebase(st, best))
         st.adopted = True
+        if not step.mint:  # another replica's mint succeeded: this one's failed attempts are moot
+            st.mint_failures, st.mint_retry_at = 0, None
         for ts, payload in found:
             if payload.fingerprint == best.fingerprint:
                 ts.last_success = now

@@ -51,8 +51,9 @@ PER_REPLICA = 3  # credentials each ordinal ranks first
 TTL = 20
 REFRESH_INTERVAL = TTL * 0.5  # refresh_at = 0.5; the jitter averages out
 TAKEOVER_DELAY = 2.0
-STEADY = 40.0  # four rotations of every credential
-ALONE = 20.0  # each phase with fewer replicas lasts two rotations
+STEADY = 30.0  # three rotations of every credential
+ONE_DOWN = TTL * 0.5 + 2 * TAKEOVER_DELAY  # one rotation and its takeovers with one replica dead
+ALONE = 20.0  # two rotations by the survivor alone
 SWEEP_PAUSE = 0.25
 MAX_MINT_RATIO = 1.3
 
@@ -286,7 +287,7 @@ def test_three_replicas_survive_sigkill_and_share_the_minting(
 
         # --- SIGKILL replica 0, then replica 1: replica 2 alone keeps every credential fresh.
         kill(daemons[0])
-        time.sleep(ALONE)
+        time.sleep(ONE_DOWN)
         kill(daemons[1])
         alone = time.time()
         takeovers_before = counter(daemons[2], "syncd_takeovers_total")
