@@ -73,31 +73,19 @@ class SecretsManagerCalls(AwsStore):
             return known
         return f"arn:{partition(self.region)}:secretsmanager:{self.region}:<account-id>:secret:{secret_id}-??????"
 
-    def _error(self, exc: BaseException, *, action: str, secret_id: str, what: str) -> StoreError:
+    def _error(self, exc: BaseException, *, action: str, name: str, what: str) -> StoreError:
         # BatchGetSecretValue has no resource-level permission: it is granted on "*".
-        arn = "*" if action == "secretsmanager:BatchGetSecretValue" else self._arn(secret_id)
+        arn = "*" if action == "secretsmanager:BatchGetSecretValue" else self._arn(name)
         return translate(
             exc,
             action=action,
-            secret_id=secret_id,
+            secret_id=name,
             what=what,
             arn=arn,
             store=self.name,
             region=self.region,
             config=self.config,
         )
-
-    async def _call(
-        self, method: str, action: str, secret_id: str, what: str, limiter: TokenBucket | None, **kwargs: Any
-    ) -> Any:
-        """One API call: wait for the limiter, run it in the pool, translate failures."""
-        self._ready()
-        if limiter is not None:
-            await limiter.acquire()
-        try:
-            return await self._run(getattr(self._client, method), **kwargs)
-        except Exception as exc:
-            raise self._error(exc, action=action, secret_id=secret_id, what=what) from None
 
     def _observe(self, secret_id: str, text: str | None, exists: bool | None) -> tuple[Seen, TokenPayload | None]:
         """Remember what ``secret_id`` holds; return the payload in it, if it is one."""
@@ -183,7 +171,7 @@ class SecretsManagerCalls(AwsStore):
                         errors[sid] = self._error(
                             batch_entry_error(err, "GetSecretValue"),
                             action="secretsmanager:GetSecretValue",
-                            secret_id=sid,
+                            name=sid,
                             what=f"read secret {sid}",
                         )
                 next_token = resp.get("NextToken")
