@@ -8,7 +8,6 @@ needs no GetSecretValue before it: one API call per rotation, not two.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from syncd.stores._aws.common import batch_entry_error, partition
 from syncd.stores._aws.limiter import TokenBucket, install_retry_rules, shared_limiter
 from syncd.stores._aws.store import AwsStore
 from syncd.stores.aws_secretsmanager.errors import translate
-from syncd.stores.aws_secretsmanager.layout import BATCH_IDS, content_id, index_id, is_slot_index
+from syncd.stores.aws_secretsmanager.layout import BATCH_IDS, content_id, index_id, is_slot_index, stored_doc
 from syncd.stores.base import FatalStoreError, StoreError
 
 if TYPE_CHECKING:
@@ -94,10 +93,7 @@ class SecretsManagerCalls(AwsStore):
             self._seen[secret_id] = seen
             return seen, None
         payload: TokenPayload | None = None
-        try:
-            doc: Any = json.loads(text)
-        except ValueError:
-            doc = None
+        doc = stored_doc(text)
         if is_slot_index(doc):
             n = doc.get("slots")
             seen = Seen(True, index_id(doc), slots=n if isinstance(n, int) and n > 0 else None)

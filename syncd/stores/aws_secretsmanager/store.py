@@ -51,6 +51,7 @@ from syncd.stores.aws_secretsmanager.layout import (
     is_slot_index,
     slot_index_doc,
     slot_names,
+    stored_doc,
 )
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
@@ -136,10 +137,7 @@ class SecretsManagerStore(SecretsManagerCalls):
         text = await self._get(key)
         if text is None:
             return None
-        try:
-            doc: Any = json.loads(text)
-        except ValueError:
-            doc = None
+        doc = stored_doc(text)
         if is_slot_index(doc):
             names = index_keys(doc)
             if names is None:
