@@ -211,7 +211,7 @@ CATEGORIES: list[tuple[str, str]] = [
     ("boto3/", "store SDK (boto3/botocore)"),
     ("syncd/stores/", "store write (syncd.stores)"),
     ("syncd/payload.py", "payload render/parse (syncd.payload)"),
-    ("syncd/policy.py", "engine + policy (syncd.engine)"),
+    ("syncd/policy/", "engine + policy (syncd.engine)"),
     ("syncd/engine/", "engine + policy (syncd.engine)"),
     ("pydantic", "pydantic"),
     ("aiohttp/", "HTTP server (aiohttp: /metrics etc.)"),
