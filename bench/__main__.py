@@ -31,13 +31,13 @@ from typing import Any
 
 import psutil
 
-from bench import cases, report
+from bench import cases, replicas, report
 from bench.cases import ActiveSpec
 from bench.procs import ROOT
 from bench.stores import ADAPTERS, MotoSecretsManagerAdapter, MotoSsmAdapter, StoreAdapter
 from tests.peers.servers import MotoServer, ensure_installed
 
-GROUPS = ("scaling", "memory", "floor", "naive", "stores", "adoption", "oidc", "fixes", "micro")
+GROUPS = ("scaling", "memory", "floor", "naive", "stores", "adoption", "replicas", "oidc", "fixes", "micro")
 STORES = ("file", "openbao", "moto-ssm", "moto-secretsmanager")
 
 
@@ -59,6 +59,7 @@ def _plan(mode: str) -> dict[str, Any]:
                 "moto-secretsmanager": (6, 3.0, 1.5),
             },
             "adoption": 10,
+            "replicas": (20, 6.0, 2.0),
             "oidc": (5, 3.0, 1.5),
             "fixes": (10, 3.0, 1.5),
             "settle": 0.3,
@@ -80,6 +81,7 @@ def _plan(mode: str) -> dict[str, Any]:
                 "moto-secretsmanager": (150, 30.0, 8.0),
             },
             "adoption": 1000,
+            "replicas": (1000, 30.0, 20.0),
             "oidc": (20, 3.0, 8.0),
             "fixes": None,
             "settle": 1.5,
@@ -110,6 +112,8 @@ def _plan(mode: str) -> dict[str, Any]:
             "moto-secretsmanager": (450, 30.0, 30.0),
         },
         "adoption": 10000,
+        # (credentials, token lifetime s, window s): one replica, then 3 sharing the config (bench/replicas.py)
+        "replicas": (10000, 300.0, 45.0),
         "oidc": (20, 3.0, 20.0),
         # (credentials, token lifetime s, window s) of each "what would fix it" variant; None = not run
         "fixes": (1000, 30.0, 30.0),
@@ -486,6 +490,14 @@ def _run_store(
         )
         if res is not None:
             entry["startup"].append(res)
+    if "replicas" in groups and name == "openbao":
+        n, life, dur = plan["replicas"]
+        entry["replicas"] = attempt(
+            f"openbao: {n} credentials, {life:g}s tokens, one replica then 3 (several replicas)",
+            lambda: replicas.run_replicas(
+                adapter, wd / "replicas", log, n=n, lifetime=life, duration=dur, settle=plan["settle"]
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -1281,6 +1281,9 @@ def write(results: dict[str, Any], out_dir: Path, results_path: Path) -> None:
             "syncd from spawn to its `started` event (every credential adopted or not) and counts IdP requests.\n",
         )
     )
+    from bench.replicas import section as replicas_section  # it renders with this module's helpers
+
+    lines.append(replicas_section(_get(results, "stores", "openbao") or {}))
     lines.append(
         store_section(
             results,

@@ -131,6 +131,10 @@ def test_smoke_run_completes_every_case_with_its_figures(tmp_path: Path) -> None
             assert _number(case["rss_mb"]) and _number(case["startup"]["seconds"]), case
             assert case["startup"]["adopted"] == case["n"], f"{name}: adopted {case['startup']!r} of {case['n']}"
 
+    several = bao["replicas"]  # one replica, then three sharing the config (bench/replicas.py)
+    assert several and len(several["3"]["replicas"]) == 3, several
+    assert all(_number(r["cpu_s"]) for run in ("1", "3") for r in several[run]["replicas"]), several
+
     for idp in ("oidc", "fake"):
         _assert_active(results["oidc"][idp], f"{idp} IdP")
     for key in VARIANTS:
