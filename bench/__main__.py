@@ -81,7 +81,7 @@ def _plan(mode: str) -> dict[str, Any]:
                 "moto-secretsmanager": (150, 30.0, 8.0),
             },
             "adoption": 1000,
-            "replicas": (1000, 30.0, 20.0),
+            "replicas": (1000, 30.0, 30.0),
             "oidc": (20, 3.0, 8.0),
             "fixes": None,
             "settle": 1.5,

@@ -14,6 +14,7 @@ refreshes already at the steady rate). Each run measures, over one window:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -49,7 +50,13 @@ def run_replicas(
     settle: float = 2.0,
 ) -> dict[str, Any]:
     """One replica, then ``replicas`` of them, each over a ``duration``-second window; the two runs' figures."""
-    out: dict[str, Any] = {"n": n, "lifetime": lifetime, "duration": duration, "replicas": replicas}
+    out: dict[str, Any] = {
+        "n": n,
+        "lifetime": lifetime,
+        "duration": duration,
+        "replicas": replicas,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     for count in (1, replicas):
         log(f"  {count} replica{'s' if count > 1 else ''}: {n} credentials, {lifetime:g}s tokens")
         out[str(count)] = _run(adapter, workdir / f"x{count}", log, n, lifetime, duration, count, settle)
@@ -208,7 +215,9 @@ def section(results: dict[str, Any]) -> str:
             "Tokens are seeded in the store as for the other cases, so every replica adopts them at start-up. "
             "IdP mints are the fake IdP's count in the window; a replica's mints and follower reads are from its "
             "log (`mint`, `follow` events); a replica that did not adopt every seed at start-up, or whose mints "
-            "failed, was measured off its steady state (a loaded machine). See [ha.md](ha.md).\n",
+            "failed, was measured off its steady state (a loaded machine). See [ha.md](ha.md)."
+            + (f" Measured {r['date']}." if r.get("date") else "")
+            + "\n",
             table(
                 ["run", "IdP mints", "vs one replica", "CPU s", "cores", "follower reads", "adopted / failed mints"],
                 rows,
