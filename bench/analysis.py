@@ -203,7 +203,7 @@ CATEGORIES: list[tuple[str, str]] = [
     ("httpcore/", "HTTP client (httpx/httpcore/h11)"),
     ("httpx/", "HTTP client (httpx/httpcore/h11)"),
     ("anyio/", "HTTP client (httpx/httpcore/h11)"),
-    ("syncd/oauth.py", "mint: request/response handling (syncd.oauth)"),
+    ("syncd/oauth/", "mint: request/response handling (syncd.oauth)"),
     ("hvac/", "store SDK (hvac/requests/urllib3)"),
     ("requests/", "store SDK (hvac/requests/urllib3)"),
     ("urllib3/", "store SDK (hvac/requests/urllib3)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from syncd import __version__
 from syncd.config import Config, ConfigError, config_path, load_config
 
 app = typer.Typer(
@@ -22,11 +24,14 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def version_line() -> str:
+    """What ``syncd --version`` and ``syncd version`` print."""
+    return f"syncd {__version__} (python {sys.version.split()[0]})"
+
+
 def _version_flag(value: bool) -> None:
     if value:
-        from syncd.cli.setup import version  # a command module: it imports this one
-
-        version()
+        out.print(version_line())
         raise typer.Exit(0)
 
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from syncd import logs, policy, replicas, termfit
 from syncd.cli.app import ConfigOpt, _fmt_seconds, _load, app, err, out
-from syncd.config import Config
+from syncd.config import Config, CredentialConfig
 
 
 @app.command()
@@ -29,7 +29,6 @@ def check(
     ] = False,
 ) -> None:
     """Validate the config and print the plan: cadence, writes/day, quota findings."""
-    from syncd.auth_rules import describe_proof
     from syncd.engine import Engine, plan_findings
     from syncd.preflight import preflight_findings
 
@@ -54,7 +53,7 @@ def check(
         ident = (
             f"service account {cred.service_account_file}"
             if cred.service_account_file
-            else f"client_id {cred.client_id}, {describe_proof(cred)}"
+            else f"client_id {cred.client_id}, {_describe_proof(cred)}"
         )
         out.print(f"\n[bold]credential {escape(cred.name)}[/]")
         lines = [
@@ -145,3 +144,17 @@ async def _check_connect(engine: Any) -> list[Any]:
         for subject, message in problems:
             findings.append(Finding("error", f"{name} -> {subject}", logs.scrub_text(message)))
     return findings
+
+
+def _describe_proof(cfg: CredentialConfig) -> str:
+    """What proves the client, for ``syncd check``'s plan: sources and choices, never values."""
+    method = cfg.auth_method
+    if method == "private_key_jwt" and cfg.private_key is not None:
+        kid = f"kid {cfg.key_id}" if cfg.key_id else "kid = key thumbprint"
+        return f"private key from {cfg.private_key.describe()}, {cfg.signing_alg or 'alg by key type'}, {kid}"
+    if method == "client_assertion" and cfg.client_assertion is not None:
+        return f"assertion from {cfg.client_assertion.describe()} (re-read every mint)"
+    if method == "tls_client_auth":
+        return f"client certificate {cfg.client_cert}"
+    source = cfg.client_secret.describe() if cfg.client_secret else "-"
+    return f"secret from {source}" + (" (signs HS256 assertions)" if method == "client_secret_jwt" else "")

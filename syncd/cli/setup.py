@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from syncd import __version__
-from syncd.cli.app import app, err, out
+from syncd.cli.app import app, err, out, version_line
 
 
 @app.command()
@@ -43,4 +41,4 @@ def init(
 @app.command()
 def version() -> None:
     """Print the version."""
-    out.print(f"syncd {__version__} (python {sys.version.split()[0]})")
+    out.print(version_line())
