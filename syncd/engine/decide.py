@@ -16,8 +16,8 @@ from syncd.config import SecretUnavailableError
 from syncd.engine.state import Outcome, State
 from syncd.oauth import MintError, TransientMintError
 from syncd.payload import TokenPayload, holds_token
-from syncd.replicas import rank as rendezvous_rank
-from syncd.replicas import wake_time
+from syncd.replicas.ranking import rank as rendezvous_rank
+from syncd.replicas.ranking import wake_time
 
 #: The next run is never sooner than this: even "now" is a few milliseconds away.
 MIN_RUN_GAP = 0.005

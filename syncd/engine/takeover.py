@@ -17,7 +17,7 @@ from syncd.config import Config
 from syncd.engine import decide
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
-from syncd.replicas import POD_LOCAL_STORES, effective_takeover_delay
+from syncd.replicas.ranking import POD_LOCAL_STORES, effective_takeover_delay
 
 if TYPE_CHECKING:  # the rotation calls into this module
     from syncd.engine.rotation import Rotation
