@@ -4,22 +4,46 @@ At start-up (and for a credential a reload starts) each credential first reads i
 targets and adopts a stored token that is still fresh, so restarting a daemon with
 10,000 credentials does not stampede the IdP. A stored token that is valid but due
 is held too, and served while the first mint is attempted.
+
+At start-up every target is read in batches per store (``syncd.stores.batch``: one thread
+hop for many files, BatchGetSecretValue for 20 secrets), ``startup_concurrency`` reads in
+flight at most, then each credential judges what its targets hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
 
 from syncd import logs, policy
 from syncd.engine.rotation import Rotation
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
+from syncd.stores.batch import ReadResult, read_many
 
 log = logs.get_logger("syncd.engine")
 
 
+#: Targets of one store read together (Secrets Manager's BatchGetSecretValue takes 20 ids).
+BATCH = 20
+
+
+async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concurrency: int) -> None:
+    """Read every target of ``states`` (``concurrency`` reads in flight at most), then adopt per credential."""
+    pairs = [(st, ts) for st in states for ts in st.targets]
+    results = await read_targets([ts for _, ts in pairs], concurrency)
+    found: dict[int, list[TokenPayload | None]] = defaultdict(list)
+    for (st, ts), result in zip(pairs, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(result))
+        found[id(st)].append(None if isinstance(result, Exception) else result)
+    for st in states:
+        adopt_found(rotation, st, found.get(id(st), []))
+
+
 async def adopt_stored(rotation: Rotation, st: CredentialState, sem: asyncio.Semaphore) -> None:
-    """Read every target of ``st`` (``sem`` bounds the reads in flight) and hold the best token found."""
+    """Read every target of one credential (``sem`` bounds the reads in flight) and hold the best token found."""
 
     async def read(ts: TargetState) -> TokenPayload | None:
         async with sem:
@@ -29,7 +53,32 @@ async def adopt_stored(rotation: Rotation, st: CredentialState, sem: asyncio.Sem
                 log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
                 return None
 
-    payloads = await asyncio.gather(*(read(ts) for ts in st.targets))
+    adopt_found(rotation, st, await asyncio.gather(*(read(ts) for ts in st.targets)))
+
+
+async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
+    """Each target's read result, in order: batches of one store each, ``concurrency`` reads in flight at most."""
+    by_store: dict[int, list[int]] = defaultdict(list)
+    for i, ts in enumerate(targets):
+        by_store[id(ts.store)].append(i)
+    size = max(1, min(BATCH, concurrency))
+    batches = [idx[k : k + size] for idx in by_store.values() for k in range(0, len(idx), size)]
+    results: list[ReadResult] = [None] * len(targets)
+    sem = asyncio.Semaphore(max(1, concurrency // size))
+
+    async def run(batch: list[int]) -> None:
+        store = targets[batch[0]].store
+        async with sem:
+            got = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
+        for i, result in zip(batch, got, strict=True):
+            results[i] = result
+
+    await asyncio.gather(*(run(b) for b in batches))
+    return results
+
+
+def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[TokenPayload | None]) -> None:
+    """Hold the best token ``st``'s targets hold (``payloads``: one per target, None when unread or empty)."""
     now = rotation.clock()
     candidates: list[TokenPayload] = []
     for ts, payload in zip(st.targets, payloads, strict=True):

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from syncd import logs, policy
 from syncd.payload import Format, PayloadError, TokenPayload, holds_token
 from syncd.stores._aws.store import client_request_token
+from syncd.stores.aws_secretsmanager import batch
 from syncd.stores.aws_secretsmanager import plan as planning
 from syncd.stores.aws_secretsmanager.calls import SecretsManagerCalls, Seen
 from syncd.stores.aws_secretsmanager.layout import (
@@ -55,7 +56,10 @@ from syncd.stores.aws_secretsmanager.layout import (
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from syncd.config import AwsSecretsManagerStoreConfig, StoreConfig, TargetConfig
+    from syncd.stores.batch import ReadItem, ReadResult
 
 log = logs.get_logger("syncd.stores.aws")
 
@@ -151,6 +155,10 @@ class SecretsManagerStore(SecretsManagerCalls):
             return TokenPayload.from_json(text, source=f"secret {key}")
         except PayloadError as exc:
             raise FatalStoreError(str(exc), code="payload") from None
+
+    async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
+        """Optional batch read (syncd.stores.batch): BatchGetSecretValue, 20 secrets per call (batch.py)."""
+        return await batch.read_many(self, items)
 
     async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
         """Between rotations (syncd.verify): does ``key`` still serve ``payload`` to consumers?
