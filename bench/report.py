@@ -228,19 +228,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 higher_is_better=True,
                 fmt="{:.0f}x",
             )
-    adopt = None
-    for case in _get(results, "stores", "openbao", "startup") or []:
-        adopt = case
-    if adopt:
-        n = adopt["n"]
-        add(
-            f"OpenBao start-up with {n:,} fresh tokens <= 30 s",
-            _get(adopt, "startup", "seconds"),
-            30,
-            fmt="{:.1f} s",
-            note=f"adopted {_get(adopt, 'startup', 'adopted')}/{n}",
-        )
-        add("... with 0 mints (IdP requests)", float(adopt.get("idp_requests_after_settle") or 0), 0, fmt="{:.0f}")
+    from bench.targets_scrape import add_targets  # targets 2 and 3 of issue 16 (its own module)
+
+    add_targets(results, add)
     scal = [c for c in _get(results, "stores", "file", "active") or [] if c.get("cpu_per_rotation_ms")]
     if len(scal) >= 2:
         per = [c["cpu_per_rotation_ms"] for c in scal]
