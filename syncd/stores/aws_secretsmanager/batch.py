@@ -9,13 +9,11 @@ or BatchGetSecretValue not allowed) falls back to ``read`` for each of its targe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from syncd.payload import PayloadError, TokenPayload
-from syncd.stores.aws_secretsmanager.layout import is_slot_index
-from syncd.stores.base import FatalStoreError, StoreError
+from syncd.stores.aws_secretsmanager.layout import is_slot_index, stored_doc
+from syncd.stores.base import StoreError
 from syncd.stores.batch import ReadItem, ReadResult
 
 if TYPE_CHECKING:
@@ -48,9 +46,11 @@ async def read_many(store: SecretsManagerStore, items: Sequence[ReadItem]) -> li
                     if sid in errors:
                         results[i] = errors[sid]
                     else:
-                        results[i] = _payload(sid, values.get(sid))
-                        if results[i] is _INDEX:
-                            alone.append(i)
+                        text = values.get(sid)
+                        if text is not None and is_slot_index(stored_doc(text)):
+                            alone.append(i)  # read follows the index to the slots
+                        else:
+                            results[i] = _payload(store, sid, text)
     for i in sorted(alone):
         key, target = items[i]
         try:
@@ -60,21 +60,11 @@ async def read_many(store: SecretsManagerStore, items: Sequence[ReadItem]) -> li
     return results
 
 
-# A plain target whose secret holds a slot index: ``read`` follows the index to the slots.
-_INDEX = FatalStoreError("slot index", code="index")
-
-
-def _payload(secret_id: str, text: str | None) -> ReadResult:
+def _payload(store: SecretsManagerStore, secret_id: str, text: str | None) -> ReadResult:
     """What ``read`` makes of a plain JSON target's SecretString."""
     if text is None:
         return None
     try:
-        doc: Any = json.loads(text)
-    except ValueError:
-        doc = None
-    if is_slot_index(doc):
-        return _INDEX
-    try:
-        return TokenPayload.from_json(text, source=f"secret {secret_id}")
-    except PayloadError as exc:
-        return FatalStoreError(str(exc), code="payload")
+        return store._payload(text, f"secret {secret_id}")
+    except StoreError as exc:
+        return exc
