@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -33,6 +34,8 @@ log = logs.get_logger("syncd.server")
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: How long a /metrics render may hold the event loop before it lets other work run (seconds).
+SCRAPE_SLICE = 0.005
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -65,13 +68,17 @@ def build_app(engine: Engine) -> web.Application:
         return _json({"status": "ready", "credentials": len(engine.credentials)})
 
     # Per-credential series keep their exposition lines rendered (syncd.exposition), so a scrape
-    # is a join of strings: ~10-30 ms at 10,000 credentials. It runs on the loop, which gets a
-    # turn between metric families, so no single step holds it for more than the largest join.
+    # is a join of strings: ~10-30 ms at 10,000 credentials. It runs on the loop, which gets a turn
+    # whenever a slice of the render has held it for SCRAPE_SLICE: short stalls, and only a few
+    # turns to wait for (a congested loop cannot make a scrape take a turn per metric family).
     async def metrics(_: web.Request) -> web.Response:
         chunks = []
+        since = time.perf_counter()
         for chunk in engine.metrics.render_parts():
             chunks.append(chunk)
-            await asyncio.sleep(0)
+            if time.perf_counter() - since >= SCRAPE_SLICE:
+                await asyncio.sleep(0)
+                since = time.perf_counter()
         resp = web.Response(body=b"".join(chunks), headers=_NO_STORE)
         resp.headers["Content-Type"] = CONTENT_TYPE
         return resp

@@ -219,9 +219,13 @@ async def test_metrics_endpoint_is_prometheus_text(engine):
         await client.close()
 
 
-async def test_metrics_scrapes_run_on_the_loop_in_slices_and_see_every_change(engine):
-    """A scrape renders on the loop, yielding between families (others run meanwhile), and shows the latest values."""
+async def test_metrics_scrapes_run_on_the_loop_in_slices_and_see_every_change(engine, monkeypatch):
+    """A scrape renders on the loop, yielding between slices (others run meanwhile), and shows the latest values."""
     import asyncio
+
+    from syncd import server
+
+    monkeypatch.setattr(server, "SCRAPE_SLICE", 0.0)  # a slice per metric family
 
     parts = []
     real = engine.metrics.render_parts
