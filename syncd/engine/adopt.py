@@ -57,19 +57,33 @@ async def adopt_stored(rotation: Rotation, st: CredentialState, sem: asyncio.Sem
 
 
 async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
-    """Each target's read result, in order: batches of one store each, ``concurrency`` reads in flight at most."""
+    """Each target's read result, in order, ``concurrency`` reads in flight at most.
+
+    A store with ``read_many`` gets batches of ``BATCH`` targets; any other one read by one,
+    as many in flight as allowed (a batch would only make each read wait for its slowest).
+    """
     by_store: dict[int, list[int]] = defaultdict(list)
     for i, ts in enumerate(targets):
         by_store[id(ts.store)].append(i)
-    size = max(1, min(BATCH, concurrency))
-    batches = [idx[k : k + size] for idx in by_store.values() for k in range(0, len(idx), size)]
+    limit = max(1, concurrency)
+    batches: list[list[int]] = []
+    for idx in by_store.values():
+        size = min(BATCH, limit) if hasattr(targets[idx[0]].store, "read_many") else 1
+        batches += [idx[k : k + size] for k in range(0, len(idx), size)]
     results: list[ReadResult] = [None] * len(targets)
-    sem = asyncio.Semaphore(max(1, concurrency // size))
+    in_flight = asyncio.Semaphore(limit)
+    gate = asyncio.Lock()  # one batch gathers its permits at a time, or two could each hold half
 
     async def run(batch: list[int]) -> None:
         store = targets[batch[0]].store
-        async with sem:
+        async with gate:
+            for _ in batch:  # one permit per read: a batch counts as its size
+                await in_flight.acquire()
+        try:
             got = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
+        finally:
+            for _ in batch:
+                in_flight.release()
         for i, result in zip(batch, got, strict=True):
             results[i] = result
 
