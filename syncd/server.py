@@ -34,6 +34,8 @@ log = logs.get_logger("syncd.server")
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: How long a /metrics render may hold the event loop before it lets other work run (seconds).
+SCRAPE_SLICE = 0.005
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -65,22 +67,19 @@ def build_app(engine: Engine) -> web.Application:
             return _json({"status": "not ready", "not_ready": missing}, 503)
         return _json({"status": "ready", "credentials": len(engine.credentials)})
 
-    # Rendering is O(series): ~1.4 s of CPU at 10,000 credentials. Done on the loop it would
-    # delay every job due meanwhile, so it runs in a thread (the loop keeps its turns at each
-    # GIL switch). Scrapes that arrive while a render runs wait for the next one, and scrapes
-    # that queued together share it: a body is reused only if its render started after the
-    # request arrived, so no scrape ever sees values older than itself.
-    last: dict[str, Any] = {"started": -1.0, "body": b""}
-    render_lock = asyncio.Lock()
-
+    # Per-credential series keep their exposition lines rendered (syncd.exposition), so a scrape
+    # is a join of strings: ~10-30 ms at 10,000 credentials. It runs on the loop, which gets a turn
+    # whenever a slice of the render has held it for SCRAPE_SLICE: short stalls, and only a few
+    # turns to wait for (a congested loop cannot make a scrape take a turn per metric family).
     async def metrics(_: web.Request) -> web.Response:
-        arrived = time.monotonic()
-        async with render_lock:
-            if last["started"] < arrived:
-                last["started"] = time.monotonic()
-                last["body"] = await asyncio.to_thread(engine.metrics.render)
-            body = last["body"]
-        resp = web.Response(body=body, headers=_NO_STORE)
+        chunks = []
+        since = time.perf_counter()
+        for chunk in engine.metrics.render_parts():
+            chunks.append(chunk)
+            if time.perf_counter() - since >= SCRAPE_SLICE:
+                await asyncio.sleep(0)
+                since = time.perf_counter()
+        resp = web.Response(body=b"".join(chunks), headers=_NO_STORE)
         resp.headers["Content-Type"] = CONTENT_TYPE
         return resp
 

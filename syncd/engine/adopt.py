@@ -4,32 +4,81 @@ At start-up (and for a credential a reload starts) each credential first reads i
 targets and adopts a stored token that is still fresh, so restarting a daemon with
 10,000 credentials does not stampede the IdP. A stored token that is valid but due
 is held too, and served while the first mint is attempted.
+
+At start-up every target is read in batches per store (``syncd.stores.batch``: one thread
+hop for many files, BatchGetSecretValue for 20 secrets), ``startup_concurrency`` reads in
+flight at most, then each credential judges what its targets hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
 
 from syncd import logs, policy
 from syncd.engine.rotation import Rotation
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
+from syncd.stores.batch import ReadResult, read_many
 
 log = logs.get_logger("syncd.engine")
 
 
-async def adopt_stored(rotation: Rotation, st: CredentialState, sem: asyncio.Semaphore) -> None:
-    """Read every target of ``st`` (``sem`` bounds the reads in flight) and hold the best token found."""
+#: Targets of one store read together (Secrets Manager's BatchGetSecretValue takes 20 ids).
+BATCH = 20
 
-    async def read(ts: TargetState) -> TokenPayload | None:
-        async with sem:
-            try:
-                return await ts.store.read(ts.cfg.key, target=ts.cfg)
-            except Exception as exc:
-                log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
-                return None
 
-    payloads = await asyncio.gather(*(read(ts) for ts in st.targets))
+async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concurrency: int) -> None:
+    """Read every target of ``states`` (``concurrency`` reads in flight at most), then adopt per credential."""
+    pairs = [(st, ts) for st in states for ts in st.targets]
+    results = await read_targets([ts for _, ts in pairs], concurrency)
+    found: dict[int, list[TokenPayload | None]] = defaultdict(list)
+    for (st, ts), result in zip(pairs, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(result))
+        found[id(st)].append(None if isinstance(result, Exception) else result)
+    for st in states:
+        adopt_found(rotation, st, found.get(id(st), []))
+
+
+async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
+    """Each target's read result, in order, ``concurrency`` reads in flight at most.
+
+    A store with ``read_many`` gets batches of ``BATCH`` targets; any other one read by one,
+    as many in flight as allowed (a batch would only make each read wait for its slowest).
+    """
+    by_store: dict[int, list[int]] = defaultdict(list)
+    for i, ts in enumerate(targets):
+        by_store[id(ts.store)].append(i)
+    limit = max(1, concurrency)
+    batches: list[list[int]] = []
+    for idx in by_store.values():
+        size = min(BATCH, limit) if hasattr(targets[idx[0]].store, "read_many") else 1
+        batches += [idx[k : k + size] for k in range(0, len(idx), size)]
+    results: list[ReadResult] = [None] * len(targets)
+    in_flight = asyncio.Semaphore(limit)
+    gate = asyncio.Lock()  # one batch gathers its permits at a time, or two could each hold half
+
+    async def run(batch: list[int]) -> None:
+        store = targets[batch[0]].store
+        async with gate:
+            for _ in batch:  # one permit per read: a batch counts as its size
+                await in_flight.acquire()
+        try:
+            got = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
+        finally:
+            for _ in batch:
+                in_flight.release()
+        for i, result in zip(batch, got, strict=True):
+            results[i] = result
+
+    await asyncio.gather(*(run(b) for b in batches))
+    return results
+
+
+def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[TokenPayload | None]) -> None:
+    """Hold the best token ``st``'s targets hold (``payloads``: one per target, None when unread or empty)."""
     now = rotation.clock()
     candidates: list[TokenPayload] = []
     for ts, payload in zip(st.targets, payloads, strict=True):

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from syncd import identity, logs, replicas, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
 from syncd.engine import decide, once, reload, report, takeover
-from syncd.engine.adopt import adopt_stored
+from syncd.engine.adopt import adopt_all
 from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
 from syncd.engine.rotation import Rotation
@@ -211,8 +211,7 @@ class Engine:
 
     async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
         """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once."""
-        sem = asyncio.Semaphore(self.config.daemon.startup_concurrency)
-        await asyncio.gather(*(adopt_stored(self.rotation, st, sem) for st in states))
+        await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
         now = self.clock()
         remint = set(remint)
         adopted = 0

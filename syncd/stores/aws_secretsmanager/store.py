@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from syncd import logs, policy
 from syncd.payload import Format, TokenPayload, holds_token
 from syncd.stores._aws.store import client_request_token
+from syncd.stores.aws_secretsmanager import batch
 from syncd.stores.aws_secretsmanager import plan as planning
 from syncd.stores.aws_secretsmanager.calls import SecretsManagerCalls, Seen
 from syncd.stores.aws_secretsmanager.layout import (
@@ -56,7 +57,10 @@ from syncd.stores.aws_secretsmanager.layout import (
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from syncd.config import AwsSecretsManagerStoreConfig, StoreConfig, TargetConfig
+    from syncd.stores.batch import ReadItem, ReadResult
 
 log = logs.get_logger("syncd.stores.aws")
 
@@ -146,6 +150,10 @@ class SecretsManagerStore(SecretsManagerCalls):
         if fmt == "raw":
             return None  # a bare token has no expiry to judge; the engine writes a fresh one
         return self._payload(text, f"secret {key}")
+
+    async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
+        """Optional batch read (syncd.stores.batch): BatchGetSecretValue, 20 secrets per call (batch.py)."""
+        return await batch.read_many(self, items)
 
     async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
         """Between rotations (syncd.verify): does ``key`` still serve ``payload`` to consumers?

@@ -43,7 +43,10 @@ from syncd.stores.file.errors import oserror, who
 from syncd.stores.file.layout import key_problem
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from syncd.config import FileStoreConfig, StoreConfig, TargetConfig
+    from syncd.stores.batch import ReadItem, ReadResult
 
 log = logs.get_logger("syncd.stores.file")
 
@@ -319,6 +322,19 @@ class FileStore:
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
         return await asyncio.to_thread(self._read_sync, key, target)
+
+    async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
+        """Optional batch read (syncd.stores.batch): the files one after the other, in one thread hop."""
+        return await asyncio.to_thread(self._read_many_sync, items)
+
+    def _read_many_sync(self, items: Sequence[ReadItem]) -> list[ReadResult]:
+        results: list[ReadResult] = []
+        for key, target in items:
+            try:
+                results.append(self._read_sync(key, target))
+            except Exception as exc:  # one file's failure is that item's result
+                results.append(exc)
+        return results
 
     async def aclose(self) -> None:
         with self._lock:

@@ -1,0 +1,152 @@
+"""Start-up adoption reads targets in batches (syncd.stores.batch): each item's result is what ``read`` says.
+
+File store (one thread hop per batch) and Secrets Manager (BatchGetSecretValue against
+moto_server) are compared item by item with their own ``read``, over fresh, missing,
+broken and slotted targets; and a start-up with many credentials adopts every readable
+token and names the one target it could not read.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from syncd.config import AwsSecretsManagerStoreConfig, FileStoreConfig, TargetConfig, load_config
+from syncd.engine import Engine
+from syncd.payload import TokenPayload
+from syncd.stores import _aws
+from syncd.stores.aws_secretsmanager import SecretsManagerStore
+from syncd.stores.batch import read_many
+from syncd.stores.file import FileStore
+
+pytestmark = pytest.mark.integration
+
+
+def payload(credential: str, token: str, life: float = 3600.0) -> TokenPayload:
+    now = time.time()
+    return TokenPayload(
+        credential=credential,
+        access_token=SecretStr(token),
+        issued_at=now,
+        expires_at=now + life,
+        refresh_after=now + life / 2,
+    )
+
+
+def same(batch: Any, single: Any) -> bool:
+    """The same outcome: the same token, nothing, or the same kind of error."""
+    if isinstance(single, Exception):
+        return type(batch) is type(single) and getattr(batch, "code", None) == getattr(single, "code", None)
+    if single is None:
+        return batch is None
+    return isinstance(batch, TokenPayload) and batch.fingerprint == single.fingerprint
+
+
+async def one_by_one(store: Any, items: list[tuple[str, TargetConfig]]) -> list[Any]:
+    out: list[Any] = []
+    for key, tgt in items:
+        try:
+            out.append(await store.read(key, target=tgt))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+async def test_file_store_batch_reads_say_what_read_says(tmp_path):
+    store = FileStore("local", FileStoreConfig(type="file", directory=str(tmp_path)))
+    items = [(f"c{i}.json", TargetConfig(store="local", key=f"c{i}.json")) for i in range(25)]
+    for i in range(20):
+        await store.write(f"c{i}.json", payload(f"c{i}", f"tok-file-{i:04d}-abcdefghijkl"))
+    (tmp_path / "c20.json").mkdir()  # a directory where a token file should be
+    (tmp_path / "c21.json").write_bytes(b"\xff\xfe not utf-8")
+    (tmp_path / "c22.json").write_text("{not json")
+    raw = TargetConfig(store="local", key="raw.json", format="raw")
+    await store.write("raw.json", payload("raw", "tok-raw-0123456789abcdef"), target=raw)
+    items.append(("raw.json", raw))
+    batch = await read_many(store, items)
+    single = await one_by_one(store, items)
+    assert len(batch) == len(items)
+    for (key, _), b, s in zip(items, batch, single, strict=True):
+        assert same(b, s), f"{key}: batch {b!r}, read {s!r}"
+    assert sum(isinstance(b, TokenPayload) for b in batch) == 21
+    assert sum(isinstance(b, Exception) for b in batch) == 3 and batch[23] is None
+    await store.aclose()
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_secrets_manager_batch_reads_say_what_read_says(moto_server):
+    _aws.reset_limiters()
+    prefix = f"vgs/{uuid.uuid4().hex[:8]}"
+
+    def make() -> SecretsManagerStore:
+        cfg = AwsSecretsManagerStoreConfig(
+            type="aws-secretsmanager", region="eu-west-1", endpoint_url=moto_server.endpoint_url, create_missing=True
+        )
+        return SecretsManagerStore("aws", cfg)
+
+    writer = make()
+    items: list[tuple[str, TargetConfig]] = []
+    for i in range(23):  # more than one BatchGetSecretValue call of 20
+        key = f"{prefix}/c{i}"
+        items.append((key, TargetConfig(store="aws", key=key)))
+        if i < 20:
+            await writer.write(key, payload(f"c{i}", f"tok-sm-{i:04d}-abcdefghijkl"))
+    slotted = TargetConfig(store="aws", key=f"{prefix}/slotted", slots=2)
+    await writer.write(f"{prefix}/slotted", payload("slotted", "tok-slot-0123456789abcd"), target=slotted)
+    items.append((f"{prefix}/slotted", slotted))
+    # the index read as a plain target: read follows it to the slots
+    items.append((f"{prefix}/slotted", TargetConfig(store="aws", key=f"{prefix}/slotted")))
+    raw = TargetConfig(store="aws", key=f"{prefix}/raw", format="raw")
+    await writer.write(f"{prefix}/raw", payload("raw", "tok-raw-0123456789abcdef"), target=raw)
+    items.append((f"{prefix}/raw", raw))
+    items.append(("bad name!", TargetConfig(store="aws", key="bad name!")))
+    await writer.aclose()
+
+    reader = make()  # a fresh store, as at start-up
+    batch = await read_many(reader, items)
+    single = await one_by_one(make(), items)
+    for (key, _), b, s in zip(items, batch, single, strict=True):
+        assert same(b, s), f"{key}: batch {b!r}, read {s!r}"
+    assert sum(isinstance(b, TokenPayload) for b in batch) == 22
+    await reader.aclose()
+
+
+async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
+    n = 45
+    cfg = load_config(
+        data={
+            "daemon": {"listen": "127.0.0.1:0", "startup_concurrency": 16},
+            "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
+            "credentials": [
+                {
+                    "name": f"c{i:02d}",
+                    "token_url": "http://127.0.0.1:9/token",
+                    "client_id": f"c{i:02d}",
+                    "client_secret": {"env": "BATCH_SECRET"},
+                    "token_lifetime": "1h",
+                    "targets": [{"store": "local", "key": f"c{i:02d}.json"}],
+                }
+                for i in range(n)
+            ],
+        }
+    )
+    seed = FileStore("seed", FileStoreConfig(type="file", directory=str(tmp_path)))
+    for i in range(n - 1):
+        await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-adopt-{i:04d}-abcdefghijkl"))
+    (tmp_path / f"c{n - 1:02d}.json").mkdir()
+    await seed.aclose()
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        adopted = [st.name for st in engine.credentials.values() if st.adopted]
+        assert len(adopted) == n - 1 and f"c{n - 1:02d}" not in adopted
+    finally:
+        await engine.stop()
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "adopt_read" in logged and f"c{n - 1:02d}" in logged

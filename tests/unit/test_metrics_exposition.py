@@ -1,0 +1,167 @@
+"""The pre-rendered exposition (syncd.exposition) says exactly what prometheus_client would.
+
+The same sequence of updates is applied to syncd's Metrics and to a registry built the way
+it was before, of prometheus_client's own Gauge and Counter with the same names, help
+and labels (the histograms and other collectors are the same objects in both). The texts
+must be identical, and parse to the same families with prometheus_client's own parser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.exposition import LabelledCounter, LabelledGauge
+from syncd.metrics import Metrics
+
+# Label values as operators write them, and ones the text format must escape.
+NAMES = ["calm", "card-2", 'quo"te', "back\\slash", "new\nline", "sp ace", "ünï"]
+OUTCOMES = ("ok", "transient", "fatal")
+VALUES = [0.0, 1.0, 3.0, 0.5, 1e-7, 1_764_585_000.123, 1e21, 123456.0, 1234567.0, -2.5, math.inf, -math.inf]
+
+
+class Both:
+    """Syncd's Metrics and the prometheus_client registry it replaced, updated alike."""
+
+    def __init__(self) -> None:
+        self.new = Metrics()
+        self.old = CollectorRegistry()
+        self.mirror: dict[str, Gauge | Counter] = {}
+        for part in self.new.registry.in_order():
+            if isinstance(part, LabelledGauge | LabelledCounter):
+                kind = Gauge if isinstance(part, LabelledGauge) else Counter
+                self.mirror[part.name] = kind(part.name, part.documentation, list(part.labelnames), registry=self.old)
+            else:
+                self.old.register(part)  # the very same histogram, counter or collector
+
+    def family(self, attr: str) -> tuple[LabelledGauge | LabelledCounter, Gauge | Counter]:
+        fam = getattr(self.new, attr)
+        return fam, self.mirror[fam.name]
+
+    def set(self, attr: str, value: float, **labels: str) -> None:
+        for fam in self.family(attr):
+            fam.labels(**labels).set(value)
+
+    def inc(self, attr: str, amount: float = 1.0, **labels: str) -> None:
+        for fam in self.family(attr):
+            fam.labels(**labels).inc(amount)
+
+    def init_credential(self, name: str, targets: list[str]) -> None:
+        self.new.init_credential(name, targets)
+        for outcome in OUTCOMES:
+            self.mirror["syncd_mints"].labels(credential=name, outcome=outcome)
+            for target in targets:
+                self.mirror["syncd_writes"].labels(credential=name, target=target, outcome=outcome)
+        self.mirror["syncd_consecutive_failures"].labels(credential=name)
+
+    def forget_credential(self, name: str, targets: list[str]) -> None:
+        self.new.forget_credential(name, targets)
+        m = self.mirror
+        removals: list[tuple[str, tuple[str, ...]]] = [
+            *(
+                (fam, (name,))
+                for fam in ("syncd_token_expiry_timestamp_seconds", "syncd_next_refresh_timestamp_seconds")
+            ),
+            *((fam, (name,)) for fam in ("syncd_consecutive_failures", "syncd_token_lifetime_seconds")),
+            *(("syncd_mints", (name, outcome)) for outcome in OUTCOMES),
+        ]
+        for target in targets:
+            removals.append(("syncd_target_token_expiry_timestamp_seconds", (name, target)))
+            removals.append(("syncd_target_last_success_timestamp_seconds", (name, target)))
+            removals.extend(("syncd_writes", (name, target, outcome)) for outcome in OUTCOMES)
+        for fam, labels in removals:
+            with contextlib.suppress(KeyError):
+                m[fam].remove(*labels)
+
+    def texts(self) -> tuple[str, str]:
+        """Both expositions, without the process_* series (their values move between two reads)."""
+
+        def keep(text: str) -> str:
+            return "".join(line for line in text.splitlines(keepends=True) if "process_" not in line)
+
+        return keep(self.new.render().decode()), keep(generate_latest(self.old).decode())
+
+
+def run_a_fleet(both: Both) -> None:
+    for i, name in enumerate(NAMES):
+        targets = [f"local:{name}.json"] + ([f"vault:kv/{name}"] if i % 2 else [])
+        both.init_credential(name, targets)
+        for j, value in enumerate(VALUES):
+            both.set("token_expiry", value, credential=name)
+            both.set("next_refresh", value + j, credential=name)
+            both.set("consecutive_failures", j % 3, credential=name)
+            both.set("token_lifetime", 300.0, credential=name)
+            for target in targets:
+                both.set("target_token_expiry", value, credential=name, target=target)
+                both.set("target_last_success", abs(value) / 2, credential=name, target=target)
+                both.inc("writes", credential=name, target=target, outcome=OUTCOMES[j % 3])
+            both.inc("mints", 0.5 if j % 2 else 1, credential=name, outcome="ok")
+        both.new.mint_duration.observe(0.01 * i)
+        both.new.write_duration.labels(store="local").observe(0.002)
+        both.new.schedule_lateness.observe(0.001)
+
+
+def test_the_exposition_is_what_prometheus_client_renders_for_the_same_updates():
+    both = Both()
+    run_a_fleet(both)
+    new, old = both.texts()
+    assert new == old
+    parsed_new = list(text_string_to_metric_families(new))
+    parsed_old = list(text_string_to_metric_families(old))
+    assert [f.name for f in parsed_new] == [f.name for f in parsed_old]
+    for a, b in zip(parsed_new, parsed_old, strict=True):
+        assert (a.type, a.documentation) == (b.type, b.documentation), a.name
+        assert [(s.name, s.labels, s.value) for s in a.samples] == [(s.name, s.labels, s.value) for s in b.samples]
+    assert {s.labels["credential"] for s in next(f for f in parsed_new if f.name == "syncd_mints").samples} == set(
+        NAMES
+    )
+
+
+def test_a_removed_credential_disappears_and_one_started_again_comes_back_at_zero():
+    both = Both()
+    run_a_fleet(both)
+    gone = 'quo"te'
+    both.forget_credential(gone, [f"local:{gone}.json", f"vault:kv/{gone}"])
+    new, old = both.texts()
+    assert new == old
+    for fam in text_string_to_metric_families(new):
+        assert all(s.labels.get("credential") != gone for s in fam.samples), fam.name
+    assert 'credential="quo\\"te"' not in new
+    # the others keep every series
+    assert new.count('credential="calm"') == old.count('credential="calm"') > 0
+    # started again: its counters are back at 0 (a new series), exactly as prometheus_client does it
+    both.init_credential(gone, [f"local:{gone}.json"])
+    both.inc("mints", credential=gone, outcome="fatal")
+    new, old = both.texts()
+    assert new == old
+    assert 'syncd_mints_total{credential="quo\\"te",outcome="fatal"} 1.0' in new
+
+
+def test_registry_readers_see_the_same_samples():
+    """tests and tools read the registry (collect(), get_sample_value) as before."""
+    both = Both()
+    run_a_fleet(both)
+    assert both.new.registry.get_sample_value(
+        "syncd_mints_total", {"credential": "calm", "outcome": "ok"}
+    ) == both.old.get_sample_value("syncd_mints_total", {"credential": "calm", "outcome": "ok"})
+    (metric,) = both.new.writes.collect()
+    (mirrored,) = both.mirror["syncd_writes"].collect()
+    assert metric.samples == mirrored.samples and metric.type == mirrored.type == "counter"
+
+
+def test_labels_are_checked_like_prometheus_client_does():
+    m = Metrics()
+    with pytest.raises(ValueError):
+        m.mints.labels(credential="calm")
+    with pytest.raises(ValueError):
+        m.mints.labels(credential="calm", target="x")
+    with pytest.raises(ValueError):
+        m.mints.labels("calm")
+    with pytest.raises(ValueError):
+        m.mints.labels(credential="calm", outcome="ok").inc(-1)
+    with pytest.raises(KeyError):
+        m.mints.remove("never", "ok")
