@@ -22,6 +22,7 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
     # AWS stores by (type, region); other stores stand alone. The strictest limit applies.
     groups: dict[str, str] = {}
     limits: dict[str, float] = {}
+    strictest: dict[str, str] = {}  # group -> the store whose limit applies: the key path to fix
     for name, scfg in config.stores.items():
         limit = getattr(scfg, "max_writes_per_second", None)
         if not isinstance(limit, int | float):
@@ -29,7 +30,8 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
         region = getattr(scfg, "region", None)
         group = f"{scfg.type} region {region or '(default)'}" if scfg.type.startswith("aws-") else f"store {name}"
         groups[name] = group
-        limits[group] = min(limits.get(group, float(limit)), float(limit))
+        if group not in limits or float(limit) < limits[group]:
+            limits[group], strictest[group] = float(limit), name
     rate: dict[str, float] = {}
     for cred in config.credentials:
         pol = cred.policy(config.defaults)
@@ -46,9 +48,9 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
         findings.append(
             Finding(
                 level,
-                name,
-                f"the credentials need {per_second:.2f} writes/s on average against a limit of {limit:g}/s "
-                f"(max_writes_per_second){'; writes would queue until tokens expire' if level == 'error' else ''}",
+                f"stores.{strictest[name]}.max_writes_per_second",
+                f"{name}: the credentials need {per_second:.2f} writes/s on average against a limit of {limit:g}/s"
+                f"{'; writes would queue until tokens expire' if level == 'error' else ''}",
                 "spread credentials over more stores/regions, use longer-lived tokens or a later refresh_at, "
                 "or raise the limit where the service allows it (e.g. SSM higher throughput)",
             )
