@@ -212,7 +212,7 @@ CATEGORIES: list[tuple[str, str]] = [
     ("syncd/stores/", "store write (syncd.stores)"),
     ("syncd/payload.py", "payload render/parse (syncd.payload)"),
     ("syncd/policy.py", "engine + policy (syncd.engine)"),
-    ("syncd/engine.py", "engine + policy (syncd.engine)"),
+    ("syncd/engine/", "engine + policy (syncd.engine)"),
     ("pydantic", "pydantic"),
     ("aiohttp/", "HTTP server (aiohttp: /metrics etc.)"),
     ("syncd/server.py", "HTTP server (aiohttp: /metrics etc.)"),

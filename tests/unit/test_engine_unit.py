@@ -1,8 +1,12 @@
-"""Engine rules that need no server: the mint function is replaced in-process (documented per test)."""
+"""Engine rules that need no server: the mint function is replaced in-process (documented per test).
+
+The exchange is `syncd.engine.minting.mint`; a run's mint attempt is `engine.rotation.attempt_mint`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
@@ -10,9 +14,11 @@ from pydantic import SecretStr
 
 from syncd import engine as engine_mod
 from syncd.config import load_config
-from syncd.engine import Engine
-from syncd.oauth import Token
-from syncd.payload import fingerprint
+from syncd.engine import CredentialState, Engine, Rotation, TargetState, minting
+from syncd.metrics import Metrics
+from syncd.oauth import Token, TransientMintError
+from syncd.payload import TokenPayload, fingerprint
+from syncd.stores.base import create_store
 
 
 def _config(tmp_path, **defaults):
@@ -59,13 +65,13 @@ SLACK = 0.02
 def record_attempts(engine, monkeypatch) -> list[float]:
     """When each mint attempt starts: the engine spaces attempts by their starts (min_interval, backoff)."""
     attempts: list[float] = []
-    attempt_mint = engine._attempt_mint
+    attempt_mint = engine.rotation.attempt_mint
 
     async def recorded(st):
         attempts.append(time.time())
         return await attempt_mint(st)
 
-    monkeypatch.setattr(engine, "_attempt_mint", recorded)
+    monkeypatch.setattr(engine.rotation, "attempt_mint", recorded)
     return attempts
 
 
@@ -75,7 +81,7 @@ async def test_unexpected_mint_exception_backs_off(tmp_path, monkeypatch):
     async def broken(client, req, *, clock=time.time, deadline=None):
         raise RuntimeError("unexpected failure")
 
-    monkeypatch.setattr(engine_mod, "mint", broken)
+    monkeypatch.setattr(minting, "mint", broken)
     engine = Engine(_config(tmp_path, min_interval=0.1))
     calls = record_attempts(engine, monkeypatch)
     await engine.start()
@@ -122,7 +128,7 @@ async def test_token_never_written_after_expiry(tmp_path, monkeypatch):
             server_skew=None,
         )
 
-    monkeypatch.setattr(engine_mod, "mint", stale)
+    monkeypatch.setattr(minting, "mint", stale)
     # min_interval well above how long a first mint takes on a loaded machine (client set-up),
     # so the spacing asserted below is the engine's floor and not the machine's speed.
     engine = Engine(_config(tmp_path, min_interval=1.0))
@@ -159,7 +165,7 @@ async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
             server_skew=None,
         )
 
-    monkeypatch.setattr(engine_mod, "mint", fresh)
+    monkeypatch.setattr(minting, "mint", fresh)
     engine = Engine(_config(tmp_path))
     engine.setup()
     await engine.run_once()
@@ -174,3 +180,54 @@ async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
     # the current and the retained tokens are still redacted; an old one is not tracked any more
     assert logs.scrub_text(st.token.access_token.get_secret_value()) == logs.REDACTED
     assert logs.scrub_text(st.retired[-1]) == logs.REDACTED
+
+
+class StubMinter:
+    """Stands in for the IdP exchange (in-process): hands out the queued results in order."""
+
+    def __init__(self, *results) -> None:
+        self.results = list(results)
+
+    async def mint(self, st):
+        result = self.results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def _payload(value: str, now: float, lifetime: float = 60.0) -> TokenPayload:
+    return TokenPayload("calm", SecretStr(value), now, now + lifetime, now + lifetime / 2)
+
+
+async def test_a_rotation_runs_without_the_daemon(tmp_path):
+    """One credential's rotation on its own: a real file store, the mint stubbed (no scheduler, no Engine).
+
+    A failed mint afterwards keeps the last good token held and in the target, and backs off.
+    """
+    config = _config(tmp_path)
+    cfg, defaults = config.credentials[0], config.defaults
+    store = create_store("local", config.stores["local"])
+    st = CredentialState(
+        cfg=cfg,
+        policy=cfg.policy(defaults),
+        lifetime_fallback=cfg.lifetime_fallback_for(defaults),
+        targets=[TargetState(cfg=t, store=store) for t in cfg.targets],
+    )
+    now = time.time()
+    first = _payload("rotation-token-first-abcdef", now)
+    minter = StubMinter(first, TransientMintError("the IdP answered 503", credential="calm"))
+    rotation = Rotation(
+        minter=minter, settings=lambda: config, metrics=Metrics(), clock=time.time, rng=random.Random(1)
+    )
+    try:
+        await rotation.run(st)
+        assert st.state == "ok" and st.token == first and st.targets[0].holds(first)
+        assert TokenPayload.from_json((tmp_path / "calm.json").read_text()).fingerprint == first.fingerprint
+
+        await rotation.run(st, force_mint=True)
+        assert st.state == "retrying" and st.token == first and st.mint_failures == 1
+        assert st.last_error["class"] == "TransientMintError"
+        assert st.mint_retry_at is not None and st.mint_retry_at > st.last_attempt
+        assert TokenPayload.from_json((tmp_path / "calm.json").read_text()).fingerprint == first.fingerprint
+    finally:
+        await store.aclose()

@@ -33,7 +33,11 @@ def test_every_metric_is_documented_with_its_labels():
 
 
 def test_every_daemon_log_event_is_documented():
-    sources = "".join((ROOT / "syncd" / f).read_text() for f in ("engine.py", "daemon.py", "server.py"))
+    files = [
+        *sorted((ROOT / "syncd" / "engine").glob("*.py")),
+        *(ROOT / "syncd" / f for f in ("daemon.py", "server.py")),
+    ]
+    sources = "".join(f.read_text() for f in files)
     names = set(re.findall(r'log\.(?:info|warning|error)\(\s*"([a-z_]+)"', sources))
     assert {"mint", "write", "adopted", "started", "reloaded", "reload_rejected", "drain_timeout"} <= names
     for name in names:

@@ -1,0 +1,405 @@
+"""The daemon around the rotations: set-up, start, the schedule, reload, drain and stop.
+
+One APScheduler job per credential, armed for the next run (`decide.next_run`) after
+every run (``syncd.schedule`` owns the jobs, and a watchdog on the heartbeat re-arms a
+credential left without one). What a run does is `syncd.engine.rotation`'s; what a
+credential adopts at start-up, `syncd.engine.adopt`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from syncd import identity, logs, schedule, shutdown, verify
+from syncd.config import Config, CredentialConfig, StoreConfig
+from syncd.engine import decide, once, reload, report
+from syncd.engine.adopt import adopt_stored
+from syncd.engine.minting import HttpClients, Minter
+from syncd.engine.plan import plan_findings
+from syncd.engine.rotation import Rotation
+from syncd.engine.state import CredentialState, RunReport
+from syncd.metrics import Metrics
+from syncd.payload import TokenPayload, to_rfc3339
+from syncd.stores.base import Finding, Store, create_store
+
+log = logs.get_logger("syncd.engine")
+
+CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
+
+
+class Engine:
+    """Owns the scheduler, the shared HTTP client, the stores and every credential's state."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.rng = rng or random.Random()  # jitter, not cryptography  # noqa: S311  # nosec B311
+        self._http_clients = HttpClients(self._settings, shared=http_client)
+        self.stores: dict[str, Store] = {}
+        self._store_configs: dict[str, StoreConfig] = {}
+        self.credentials: dict[str, CredentialState] = {}
+        self.scheduler: AsyncIOScheduler | None = None
+        self.jobs: schedule.CredentialJobs | None = None
+        self.watchdog_grace = schedule.WATCHDOG_GRACE
+        self._stopping = False
+        self.started_at = clock()
+        self.loop_heartbeat = clock()
+        self.scheduler_heartbeat = clock()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        # The settings are read at each use: a reload replaces self.config.
+        self.minter = Minter(
+            settings=self._settings, http_client=self.http_client, metrics=self.metrics, clock=clock, rng=self.rng
+        )
+        self.rotation = Rotation(
+            minter=self.minter,
+            settings=self._settings,
+            metrics=self.metrics,
+            clock=clock,
+            rng=self.rng,
+            readback_planned=self._schedule_verify,
+        )
+
+    def _settings(self) -> Config:
+        return self.config
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_stores(self, config: Config, reuse: Mapping[str, Store] | None = None) -> dict[str, Store]:
+        stores: dict[str, Store] = {}
+        for name, scfg in config.stores.items():
+            if reuse and name in reuse and self._store_configs.get(name) == scfg:
+                stores[name] = reuse[name]
+            else:
+                stores[name] = create_store(name, scfg)
+        return stores
+
+    def _new_state(self, cfg: CredentialConfig, stores: Mapping[str, Store]) -> CredentialState:
+        return CredentialState.for_config(cfg, self.config.defaults, stores)
+
+    def http_client(self, cfg: CredentialConfig) -> httpx.AsyncClient:
+        """The HTTP client for a credential's mints (see `minting.HttpClients`)."""
+        return self._http_clients.for_credential(cfg)
+
+    def setup(self) -> None:
+        """Create stores and credential states (no I/O yet)."""
+        self.stores = self._build_stores(self.config)
+        self._store_configs = dict(self.config.stores)
+        for cfg in self.config.credentials:
+            self.credentials[cfg.name] = self._new_state(cfg, self.stores)
+        for st in self.credentials.values():
+            self._publish(st)
+
+    def plan(self) -> list[Finding]:
+        """Quota/cost findings for every target (``syncd check`` and start-up)."""
+        return plan_findings(self.config, self.stores)
+
+    # ------------------------------------------------------------------ the run and its schedule
+
+    async def run_credential(self, name: str, planned: float | None = None, *, force_mint: bool = False) -> None:
+        """The scheduled job: one run of the credential's rotation, then arm its next run."""
+        st = self.credentials.get(name)
+        if st is None or self._stopping:
+            return
+        now = self.clock()
+        if planned is not None:
+            self.metrics.schedule_lateness.observe(max(now - planned, 0.0))
+        if st.running:
+            return
+        st.running = True
+        generation = st.generation
+        try:
+            await self.rotation.run(st, force_mint=force_mint)
+            self._publish(st)
+        finally:
+            st.running = False
+            if not self._stopping and self.credentials.get(name) is st and st.generation == generation:
+                self._schedule(st)
+            elif name not in self.credentials:  # removed by a reload while it ran: no ghost series
+                self.metrics.forget_credential(name, [ts.label for ts in st.targets])
+
+    def _next_run(self, st: CredentialState) -> float:
+        token = st.token
+        return decide.next_run(
+            self.clock(),
+            token,
+            mint_retry_at=st.mint_retry_at,
+            last_attempt=st.last_attempt,
+            min_interval=st.policy.min_interval,
+            unwritten_retry_at=[ts.retry_at for ts in st.targets if token is not None and not ts.holds(token)],
+        )
+
+    def _schedule(self, st: CredentialState, at: float | None = None) -> None:
+        when = at if at is not None else self._next_run(st)
+        st.next_run = when
+        self.metrics.next_refresh.labels(credential=st.name).set(when)
+        if self.jobs is not None:
+            self.jobs.arm(st.name, when)
+
+    def _remove_job(self, name: str) -> None:
+        if self.jobs is not None:
+            self.jobs.cancel(name)
+
+    def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
+        self.rotation.set_token(st, payload)
+
+    def _publish(self, st: CredentialState) -> None:
+        report.publish(self.metrics, st)
+
+    # ------------------------------------------------------------------ read-back between runs
+
+    def _schedule_verify(self, st: CredentialState) -> None:
+        """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
+        due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
+        if self.scheduler is None or self._stopping or not due:
+            return
+        # The job re-arms itself as its last step; st.verifying keeps the reads serial.
+        schedule.arm(self.scheduler, f"verify:{st.name}", self._verify_job, [st.name], min(due))
+
+    async def _verify_job(self, name: str) -> None:
+        st = self.credentials.get(name)
+        if st is None or self._stopping or st.verifying:
+            return  # an instance in progress re-adds the job when it is done
+        if st.running:  # a run is writing: read back a little later, not in the middle of it
+            for ts in st.targets:
+                if ts.verify_at is not None:
+                    ts.verify_at = max(ts.verify_at, self.clock() + verify.MIN_VERIFY_GAP)
+        else:
+            st.verifying = True
+            try:
+                lost = await self.rotation.verify_targets(st)
+            finally:
+                st.verifying = False
+            if lost and not st.running and self.credentials.get(name) is st:
+                self._schedule(st)  # a target lost its token: the run writes it again now
+        self._schedule_verify(st)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        """Adopt stored tokens, then schedule every credential. Call inside the running loop."""
+        if not self.stores:
+            self.setup()
+        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        self.scheduler.start()
+        self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
+        self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
+        await self._start_credentials(list(self.credentials.values()))
+
+    async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
+        """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once."""
+        sem = asyncio.Semaphore(self.config.daemon.startup_concurrency)
+        await asyncio.gather(*(adopt_stored(self.rotation, st, sem) for st in states))
+        now = self.clock()
+        remint = set(remint)
+        adopted = 0
+        for st in states:
+            if st.name in remint and st.token is not None:
+                # Still served (the targets hold it) until the new identity's token replaces it,
+                # but due now, whatever the targets' copy says.
+                self._set_token(st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now)))
+                st.adopted = False
+            self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
+            self._publish(st)
+            if st.adopted:
+                adopted += 1
+            self._schedule(st)
+        log.info("started", credentials=len(states), adopted=adopted, to_mint=len(states) - adopted)
+
+    async def _beat(self) -> None:
+        # A coroutine job runs on the loop itself; a plain function would run in the default
+        # thread pool, which slow file writes share, and /livez would fail because of a store.
+        self.scheduler_heartbeat = self.clock()
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        """Re-arm every credential that has fallen off the schedule (see syncd.schedule)."""
+        if self.jobs is None or self._stopping:
+            return
+        now = self.clock()
+        plans = ((st.name, st.next_run, st.running) for st in self.credentials.values())
+        for name, planned, armed_at in list(self.jobs.lost(plans, now, self.watchdog_grace)):
+            st = self.credentials[name]
+            st.rearmed += 1
+            st.last_rearmed = now
+            self.metrics.schedule_rearmed.inc()
+            log.warning(
+                "schedule_rearmed",
+                credential=st.name,
+                planned=to_rfc3339(planned),
+                overdue=round(now - planned, 3),
+                job=to_rfc3339(armed_at) if armed_at is not None else None,
+                rearmed=st.rearmed,
+            )
+            self._schedule(st, at=now)
+
+    async def _loop_beat(self) -> None:
+        while True:
+            self.loop_heartbeat = self.clock()
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ reload, once
+
+    async def reload(self, new: Config) -> dict[str, list[str]]:
+        """Apply a new configuration: added credentials start, removed stop, changed restart."""
+        old_stores = self.stores
+        stores = self._build_stores(new, reuse=old_stores)
+        changed_stores = {n for n in new.stores if stores[n] is not old_stores.get(n)}
+        self.config = new
+        known = reload.needs_digest(self.credentials, new)
+        digests = await asyncio.to_thread(lambda: {c.name: identity.digest(c) for c in known})
+        change = reload.plan_reload(self.credentials, new, changed_stores, digests)
+        for name in change.removed:
+            st = self.credentials.pop(name)
+            st.generation += 1
+            self._remove_job(name)
+            self.metrics.forget_credential(name, [ts.label for ts in st.targets])
+            for value in (*st.retired, *([st.token.access_token.get_secret_value()] if st.token else [])):
+                logs.forget_secret(value)
+        to_start: list[CredentialState] = []
+        for restart in change.restart:
+            name = restart.cfg.name
+            st = self._new_state(restart.cfg, stores)
+            old = self.credentials.get(name)
+            if old is not None:
+                old.generation += 1
+                self._remove_job(name)
+                st.token, st.minted_with, st.retired = old.token, old.minted_with, old.retired
+                if restart.remint:
+                    log.info(
+                        "identity_changed", credential=name, changed=restart.remint, action="minting a new token now"
+                    )
+                self.metrics.forget_credential(name, [ts.label for ts in old.targets])
+            self.credentials[name] = st
+            to_start.append(st)
+        self.stores = stores
+        self._store_configs = dict(new.stores)
+        for name, store in old_stores.items():
+            if store is not stores.get(name):
+                with contextlib.suppress(Exception):
+                    await store.aclose()
+        summary = change.summary()
+        if to_start:
+            await self._start_credentials(to_start, remint=summary["reminted"])
+        log.info(
+            "reloaded", **{k: v for k, v in summary.items() if k != "unchanged"}, unchanged=len(summary["unchanged"])
+        )
+        return summary
+
+    async def run_once(
+        self, names: Iterable[str] | None = None, progress: Callable[[RunReport], None] | None = None
+    ) -> list[RunReport]:
+        """Mint and write every (or the named) credential once, without a scheduler."""
+        if not self.stores:
+            self.setup()
+        wanted = list(names) if names is not None else list(self.credentials)
+        return await once.run_once(self.rotation, self.credentials, wanted, progress)
+
+    async def run_once_dry(self) -> dict[str, list[tuple[str, str]]]:
+        """``check --connect``: mint once per credential (nothing written) and read every target."""
+        if not self.stores:
+            self.setup()
+        return await once.check_once(self.minter, self.config, self.credentials.values())
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop scheduling, let in-flight runs finish (bounded), close clients."""
+        self._stopping = True
+        bound = self.config.daemon.drain_timeout if drain_timeout is None else drain_timeout
+        # Pause, not shutdown: APScheduler's AsyncIOExecutor.shutdown() cancels running jobs,
+        # which would cut every in-flight write short instead of letting it finish.
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_job_task(t)]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=bound)
+            if pending:
+                await self._abandon(pending, bound)
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
+        # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
+        await asyncio.gather(*(self._close_store(store) for store in self.stores.values()))
+        clients = self._http_clients.owned()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
+        for st in self.credentials.values():
+            st.state = "stopped" if st.state == "starting" else st.state
+
+    async def _abandon(self, pending: set[asyncio.Task[Any]], bound: float) -> None:
+        """Log what the runs cut at ``drain_timeout`` leave unwritten, cancel them and wait (bounded)."""
+        cut = [st for st in self.credentials.values() if st.running]
+        log.warning("drain_timeout", unfinished=len(pending), credentials=sorted(st.name for st in cut), bound=bound)
+        now = self.clock()
+        for st in cut:
+            for ts in shutdown.unwritten_targets(st.token, st.targets, now):
+                log.warning(
+                    "write_abandoned",
+                    credential=st.name,
+                    target=ts.label,
+                    store=ts.store.name,
+                    fingerprint=st.token.fingerprint if st.token else None,
+                    reason=f"not finished within drain_timeout ({bound:g}s); the target keeps what it held",
+                )
+        # The cancelled jobs' tracebacks would only repeat this event.
+        quiet = logging.getLogger("apscheduler.executors")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
+        finally:
+            quiet.setLevel(level)
+
+    async def _close_store(self, store: Store) -> None:
+        try:
+            await asyncio.wait_for(store.aclose(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("store_close", store=store.name, error=f"not closed within {CLOSE_TIMEOUT:g}s; abandoned")
+        except Exception as exc:
+            log.warning("store_close", store=store.name, **logs.error_fields(exc))
+
+    # ------------------------------------------------------------------ views
+
+    def status(self) -> dict[str, Any]:
+        """/status: per credential state, never a token."""
+        return report.status(self.credentials.values(), self.clock(), self.started_at)
+
+    def credential_ready(self, st: CredentialState, now: float | None = None) -> bool:
+        return report.credential_ready(st, self.clock() if now is None else now)
+
+    def not_ready(self) -> list[dict[str, Any]]:
+        """Every credential/target without an unexpired token (for /readyz)."""
+        return report.not_ready(self.credentials.values(), self.clock())
+
+
+def _is_job_task(task: asyncio.Task[Any]) -> bool:
+    coro = task.get_coro()
+    qualname = getattr(coro, "__qualname__", "")
+    return "run_coroutine_job" in qualname or "Engine.run_credential" in qualname

@@ -1,0 +1,297 @@
+"""The engine's decisions (syncd.engine.decide), one table per rule: inputs -> the decision.
+
+Every time is relative to T0 and passed in: the functions read no clock. The policy
+arithmetic they build on (refresh times, backoff, Retry-After) has its own tables and
+properties in test_policy.py; these rows pin how a credential's run puts it together.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from syncd.config import SecretUnavailableError
+from syncd.engine import decide
+from syncd.oauth import FatalMintError, MintError, TransientMintError
+from syncd.payload import TokenPayload
+from syncd.policy import RefreshPolicy
+
+T0 = 1_700_000_000.0
+# retry_min 1 s, retry_max 60 s, fatal_retry 300 s, min_interval 1 s, min_remaining 30 s, jitter 10 %
+POLICY = RefreshPolicy()
+GAP = decide.MIN_RUN_GAP
+
+
+def token(issued: float = 0.0, expires: float = 300.0, refresh: float = 150.0) -> TokenPayload:
+    """A held token, its times relative to T0."""
+    return TokenPayload("calm", SecretStr("decide-token-abcdef"), T0 + issued, T0 + expires, T0 + refresh)
+
+
+def at(offset: float | None) -> float | None:
+    return None if offset is None else T0 + offset
+
+
+# ------------------------------------------------------------------ next_run
+
+# (now, held token, mint_retry_at, last_attempt, unwritten targets' retry_at) -> next run; offsets from T0
+NEXT_RUN = {
+    "no token, never tried: now (never closer than the gap)": (0, None, None, None, [], GAP),
+    "no token, mint backing off": (0, None, 10, None, [], 10),
+    "no token, backoff shorter than min_interval: min_interval after the last attempt": (0.5, None, 0.7, 0, [], 1),
+    "backoff already passed: now, not in the past": (5, None, -5, None, [], 5 + GAP),
+    "token not due, every target holds it: its refresh time": (10, token(), None, None, [], 150),
+    "token not due, a target backing off: that target first": (10, token(), None, None, [20], 20),
+    "token not due, a target without backoff: now": (10, token(), None, None, [None], 10 + GAP),
+    "token due, mint backing off, a target sooner": (160, token(), 170, 155, [165], 165),
+    "token due, a target later than the mint": (160, token(), 170, 155, [200], 170),
+    "expired token: targets are not written, mint after min_interval": (400, token(), None, 399.5, [401], 400.5),
+}
+
+
+@pytest.mark.parametrize("row", NEXT_RUN.values(), ids=NEXT_RUN.keys())
+def test_next_run(row):
+    now, held, retry_at, last_attempt, unwritten, expected = row
+    got = decide.next_run(
+        T0 + now,
+        held,
+        mint_retry_at=at(retry_at),
+        last_attempt=at(last_attempt),
+        min_interval=POLICY.min_interval,
+        unwritten_retry_at=[at(u) for u in unwritten],
+    )
+    assert got == pytest.approx(T0 + expected)
+
+
+# (now, held token, mint_retry_at, force) -> mint in this run?
+MINT_DUE = {
+    "no token": (0, None, None, False, True),
+    "token before its refresh time": (10, token(), None, False, False),
+    "token at its refresh time": (150, token(), None, False, True),
+    "due, but the last attempt's backoff runs": (160, token(), 170, False, False),
+    "due, backoff passed": (170, token(), 170, False, True),
+    "expired": (300, token(), None, False, True),
+    "forced (a re-mint after an identity change), backoff or not": (10, token(), 170, True, True),
+}
+
+
+@pytest.mark.parametrize("row", MINT_DUE.values(), ids=MINT_DUE.keys())
+def test_mint_due(row):
+    now, held, retry_at, force, expected = row
+    assert decide.mint_due(T0 + now, held, at(retry_at), force=force) is expected
+
+
+# (now, retry_at, force) -> write this target in this pass?
+WRITE_DUE = {
+    "never failed": (0, None, False, True),
+    "backing off": (0, 5, False, False),
+    "backoff over": (5, 5, False, True),
+    "forced (syncd once)": (0, 5, True, True),
+}
+
+
+@pytest.mark.parametrize("row", WRITE_DUE.values(), ids=WRITE_DUE.keys())
+def test_write_due(row):
+    now, retry_at, force, expected = row
+    assert decide.write_due(T0 + now, at(retry_at), force=force) is expected
+
+
+# ------------------------------------------------------------------ minting
+
+# (configured mint_timeout, held token, now) -> the bound used
+MINT_TIMEOUT = {
+    "no token: as configured": (10.0, None, 0, 10.0),
+    "a 20 s token held: a quarter of its lifetime": (10.0, token(0, 20, 10), 5, 5.0),
+    "a long token held: as configured": (10.0, token(), 5, 10.0),
+    "the held token expired: nothing to protect, as configured": (10.0, token(0, 20, 10), 20, 10.0),
+}
+
+
+@pytest.mark.parametrize("row", MINT_TIMEOUT.values(), ids=MINT_TIMEOUT.keys())
+def test_mint_timeout(row):
+    configured, held, now, expected = row
+    assert decide.mint_timeout(configured, held, T0 + now) == pytest.approx(expected)
+
+
+MINT_OUTCOME = {
+    "transient mint error": (TransientMintError("503", credential="calm"), "transient"),
+    "fatal mint error": (FatalMintError("invalid_client", credential="calm"), "fatal"),
+    "unclassified mint error is fatal": (MintError("bad answer", credential="calm"), "fatal"),
+    "missing secret": (SecretUnavailableError("ENV_X is not set"), "fatal"),
+    "bad request values": (ValueError("scope"), "fatal"),
+    "anything unexpected is retried": (RuntimeError("bug"), "transient"),
+}
+
+
+@pytest.mark.parametrize("row", MINT_OUTCOME.values(), ids=MINT_OUTCOME.keys())
+def test_mint_outcome(row):
+    exc, expected = row
+    assert decide.mint_outcome(exc) == expected
+
+
+# (outcome, attempt, rand, now, Retry-After, held token) -> (delay, asked, capped)
+MINT_RETRY = {
+    "fatal: fatal_retry, jitter at its middle": ("fatal", 0, 0.5, 0, None, None, (300.0, None, False)),
+    "first transient retry, no jitter": ("transient", 0, 0.0, 0, None, None, (1.0, None, False)),
+    "fourth transient retry, full jitter: the doubled cap": ("transient", 3, 1.0, 0, None, None, (8.0, None, False)),
+    "Retry-After honoured": ("transient", 0, 0.0, 0, 30.0, None, (30.0, 30.0, False)),
+    "Retry-After cut at the held token's refresh deadline": (
+        "transient",
+        0,
+        0.0,
+        200,
+        3600.0,
+        token(),
+        (70.0, 3600.0, True),
+    ),
+    "Retry-After with the held token expired: cut at max(retry_max, fatal_retry) only": (
+        "transient",
+        0,
+        0.0,
+        400,
+        3600.0,
+        token(),
+        (300.0, 3600.0, True),
+    ),
+}
+
+
+@pytest.mark.parametrize("row", MINT_RETRY.values(), ids=MINT_RETRY.keys())
+def test_mint_retry(row):
+    outcome, attempt, rand, now, retry_after, held, (delay, asked, capped) = row
+    plan = decide.mint_retry(outcome, attempt, POLICY, rand, now=T0 + now, retry_after=retry_after, held=held)
+    assert (plan.delay, plan.asked, plan.capped) == (pytest.approx(delay), asked, capped)
+
+
+# (minted expiry, expected lifetime, held token, now) -> verdict; times relative to T0
+MINTED_VERDICT = {
+    "a full token": (300, 300, None, 0, "fresh"),
+    "less than min_remaining left": (10, 300, None, 0, "short"),
+    "expired on arrival": (-1, 300, None, 0, "short"),
+    "older than the valid token held": (100, 300, token(0, 200, 100), 0, "stale"),
+    "the held token expired: not compared": (300, 300, token(-300, -1, -150), 0, "fresh"),
+    "short-lived tokens configured as such": (10, 20, None, 0, "fresh"),
+}
+
+
+@pytest.mark.parametrize("row", MINTED_VERDICT.values(), ids=MINTED_VERDICT.keys())
+def test_minted_verdict(row):
+    expires, expected_lifetime, held, now, verdict = row
+    got = decide.minted_verdict(T0 + expires, T0 + now, POLICY, expected_lifetime=expected_lifetime, held=held)
+    assert got == verdict
+
+
+# (verdict, minted expiry, held token, attempt, rand) -> (take, delay); now is T0
+SHORT_TOKEN = {
+    "short and valid: served, next mint after the backoff": ("short", 10, None, 0, 0.0, (True, 1.0)),
+    "short and valid: backoff never past its expiry": ("short", 10, token(0, 5, 2), 5, 1.0, (True, 10.0)),
+    "expired on arrival: not served, min_interval floor": ("short", -1, None, 0, 0.0, (False, 1.0)),
+    "stale: keep the held token, backoff until its expiry at most": (
+        "stale",
+        100,
+        token(0, 200),
+        5,
+        1.0,
+        (False, 32.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("row", SHORT_TOKEN.values(), ids=SHORT_TOKEN.keys())
+def test_short_token(row):
+    verdict, expires, held, attempt, rand, (take, delay) = row
+    minted = TokenPayload("calm", SecretStr("short-token-abcdef"), T0 - 290, T0 + expires, T0)
+    plan = decide.short_token(verdict, minted, held, now=T0, attempt=attempt, pol=POLICY, rand=rand)
+    assert (plan.take, plan.delay) == (take, pytest.approx(delay))
+
+
+# (transient, attempt, rand, Retry-After) -> delay before writing the target again
+WRITE_RETRY = {
+    "transient, first retry": (True, 0, 0.0, None, 1.0),
+    "transient, the store's Retry-After": (True, 0, 0.0, 20.0, 20.0),
+    "fatal: fatal_retry": (False, 0, 0.5, None, 300.0),
+}
+
+
+@pytest.mark.parametrize("row", WRITE_RETRY.values(), ids=WRITE_RETRY.keys())
+def test_write_retry_delay(row):
+    transient, attempt, rand, retry_after, expected = row
+    assert decide.write_retry_delay(transient, attempt, POLICY, rand, retry_after) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ standing and readiness
+
+# (held token, mint failures, last mint outcome, targets' (failures, outcome)) -> (state, consecutive failures); now T0+10
+STANDING = {
+    "all written": (token(), 0, "ok", [(0, "ok")], ("ok", 0)),
+    "no token yet, no failure": (None, 0, None, [(0, None)], ("retrying", 0)),
+    "no token, fatal mint": (None, 2, "fatal", [(0, None)], ("fatal", 2)),
+    "expired token, transient mints": (token(-400, -100, -250), 3, "transient", [(0, "ok")], ("expired", 3)),
+    "valid token, mint failing": (token(), 1, "transient", [(0, "ok")], ("retrying", 1)),
+    "valid token, mint failing fatally": (token(), 1, "fatal", [(0, "ok")], ("fatal", 1)),
+    "a target failing": (token(), 0, "ok", [(4, "transient"), (0, "ok")], ("degraded", 4)),
+    "a target failing fatally": (token(), 0, "ok", [(1, "fatal"), (2, "transient")], ("fatal", 2)),
+    "mint and a target failing: the mint decides, the worst count shows": (
+        token(),
+        1,
+        "transient",
+        [(3, "transient")],
+        ("retrying", 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("row", STANDING.values(), ids=STANDING.keys())
+def test_standing(row):
+    held, mint_failures, last_outcome, targets, (state, consecutive) = row
+    got = decide.standing(T0 + 10, held, mint_failures=mint_failures, last_mint_outcome=last_outcome, targets=targets)
+    assert got == decide.Standing(state, consecutive)
+
+
+# (state after the last run, held token, now) -> the state /status shows
+SHOWN_STATE = {
+    "ok and valid": ("ok", token(), 10, "ok"),
+    "ok, but expired since the run": ("ok", token(), 300, "expired"),
+    "degraded, expired since": ("degraded", token(), 300, "expired"),
+    "fatal stays fatal": ("fatal", token(), 300, "fatal"),
+    "starting, no token": ("starting", None, 300, "starting"),
+}
+
+
+@pytest.mark.parametrize("row", SHOWN_STATE.values(), ids=SHOWN_STATE.keys())
+def test_shown_state(row):
+    state, held, now, expected = row
+    assert decide.shown_state(state, held, T0 + now) == expected
+
+
+# (stored expiry, missing) -> (ready at T0, /readyz reason)
+READINESS = {
+    "holds a valid token": (100, None, True, None),
+    "never written": (None, None, False, "no token written yet"),
+    "its token expired": (0, None, False, "expired"),
+    "found missing by a read-back": (None, "deleted", False, "missing: deleted"),
+}
+
+
+@pytest.mark.parametrize("row", READINESS.values(), ids=READINESS.keys())
+def test_readiness(row):
+    stored, missing, ready, reason = row
+    assert decide.target_ready(at(stored), T0) is ready
+    if reason is not None:
+        assert decide.not_ready_reason(at(stored), missing) == reason
+
+
+# (now, verify_at, stored fingerprint is ours) -> read the target back now?
+VERIFY_DUE = {
+    "no read-back planned": (10, None, True, False),
+    "planned later": (10, 20, True, False),
+    "due": (20, 20, True, True),
+    "due, but the target holds another token as far as we know": (20, 20, False, False),
+}
+
+
+@pytest.mark.parametrize("row", VERIFY_DUE.values(), ids=VERIFY_DUE.keys())
+def test_verify_due(row):
+    now, verify_at, ours, expected = row
+    held = token()
+    stored = held.fingerprint if ours else "sha256:0000000000000000"
+    assert decide.verify_due(T0 + now, at(verify_at), stored, held) is expected
