@@ -472,6 +472,18 @@ def _run_store(
                     rate=1000 / (0.5 * main_lifetime),
                 ),
             )
+        entry["bare_floor"] = attempt(
+            f"{name}: bare aiohttp floor, {count} rotations x {plan['floor_repeats']}",
+            lambda: cases.run_bare_floor(
+                adapter,
+                wd / "bare-floor",
+                log,
+                lifetime=main_lifetime,
+                keys=min(200, count // 2),
+                count=count,
+                repeats=plan["floor_repeats"],
+            ),
+        )
     if "naive" in groups:
         runs, repeats = plan["naive"]
         entry["naive"] = attempt(

@@ -593,6 +593,37 @@ def run_floor(
     }
 
 
+def run_bare_floor(
+    adapter: StoreAdapter, workdir: Path, log: Log, *, lifetime: float, keys: int, count: int, repeats: int
+) -> dict[str, Any]:
+    """The bare floor (bench/bare_floor.py: aiohttp POST + bare store write, no syncd code), ``repeats`` times."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefix = "bare"
+    adapter.reset(prefix)
+    fake = FakeIdpProcess(lifetime, workdir)
+    fake.start()
+    runs = []
+    try:
+        spec = workdir / "bare.json"
+        names = [adapter.key(prefix, i) for i in range(keys)]
+        spec.write_text(json.dumps({"token_url": fake.token_url, "keys": names, "store": adapter.spec(prefix)}))
+        for r in range(repeats):
+            out = workdir / f"bare-{r}.json"
+            cmd = [sys.executable, "-m", "bench.bare_floor", "--spec", str(spec), "--count", str(count)]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, env=env, check=True, timeout=600)
+            runs.append(json.loads(out.read_text()))
+    finally:
+        fake.stop()
+    per = [r["cpu_per_rotation_ms"] for r in runs]
+    log(f"  bare aiohttp floor: {statistics.median(per):.3f} ms CPU/rotation (runs: {', '.join(f'{p:.3f}' for p in per)})")
+    return {
+        "runs": runs,
+        "cpu_per_rotation_ms": statistics.median(per),
+        "rotations_per_s": statistics.median(r["rotations_per_s"] for r in runs),
+    }
+
+
 def run_naive(
     adapter: StoreAdapter, workdir: Path, log: Log, *, lifetime: float, runs: int, repeats: int
 ) -> dict[str, Any]:
