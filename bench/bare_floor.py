@@ -116,7 +116,11 @@ async def run(spec: dict[str, Any], count: int) -> dict[str, float]:
 
         async def rotate(i: int) -> None:
             n = i % len(keys)
-            form = {"grant_type": "client_credentials", "client_id": f"c{n:05d}", "client_secret": f"bench-secret-{n:05d}"}
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": f"c{n:05d}",
+                "client_secret": f"bench-secret-{n:05d}",
+            }
             sent = time.time()
             async with session.post(spec["token_url"], data=form) as resp:
                 resp.raise_for_status()

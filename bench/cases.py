@@ -616,7 +616,8 @@ def run_bare_floor(
     finally:
         fake.stop()
     per = [r["cpu_per_rotation_ms"] for r in runs]
-    log(f"  bare aiohttp floor: {statistics.median(per):.3f} ms CPU/rotation (runs: {', '.join(f'{p:.3f}' for p in per)})")
+    shown = ", ".join(f"{p:.3f}" for p in per)
+    log(f"  bare aiohttp floor: {statistics.median(per):.3f} ms CPU/rotation (runs: {shown})")
     return {
         "runs": runs,
         "cpu_per_rotation_ms": statistics.median(per),
