@@ -199,7 +199,8 @@ class Engine:
         """Adopt stored tokens, then schedule every credential. Call inside the running loop."""
         if not self.stores:
             self.setup()
-        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        defaults = {"misfire_grace_time": None, "coalesce": True}
+        self.scheduler = schedule.LoopScheduler(timezone=UTC, job_defaults=defaults)
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
         self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
