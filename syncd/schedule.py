@@ -151,9 +151,10 @@ class _ParkAfterFiring(BaseTrigger):  # type: ignore[misc]
 class CredentialJobs:
     """The scheduler's jobs for credentials: arm (or move), cancel, and look up a fire time."""
 
-    def __init__(self, scheduler: AsyncIOScheduler, run: Runner) -> None:
+    def __init__(self, scheduler: AsyncIOScheduler, run: Runner, *, prefix: str = "cred:") -> None:
         self.scheduler = scheduler
         self._run = run
+        self._prefix = prefix  # "cred:" for the runs (see job_id), "verify:" for the read-backs
         self._trigger = _ParkAfterFiring()
         self._planned: dict[str, float] = {}
         self._tz: tzinfo = UTC
@@ -161,7 +162,7 @@ class CredentialJobs:
     def arm(self, name: str, when: float) -> None:
         """Make ``when`` the credential's one next run (moving its job, or adding it the first time)."""
         self._planned[name] = when
-        job = job_id(name)
+        job = self._prefix + name
         run_at = datetime.fromtimestamp(when, self._tz)
         if self.scheduler.get_job(job) is not None:
             self.scheduler.modify_job(job, next_run_time=run_at)
@@ -183,11 +184,11 @@ class CredentialJobs:
     def cancel(self, name: str) -> None:
         self._planned.pop(name, None)
         with contextlib.suppress(JobLookupError):
-            self.scheduler.remove_job(job_id(name))
+            self.scheduler.remove_job(self._prefix + name)
 
     def armed_at(self, name: str) -> float | None:
         """The fire time of the credential's job, or None when it has none."""
-        job = self.scheduler.get_job(job_id(name))
+        job = self.scheduler.get_job(self._prefix + name)
         when = getattr(job, "next_run_time", None) if job is not None else None
         return when.timestamp() if isinstance(when, datetime) else None
 
