@@ -86,7 +86,7 @@ def _aws_writer(store: dict[str, Any]) -> Writer:
     import boto3
 
     kind = store["type"]
-    client = boto3.client(
+    client: Any = boto3.client(
         "ssm" if kind == "aws-ssm" else "secretsmanager", region_name=store["region"], endpoint_url=store["endpoint"]
     )
 

@@ -201,7 +201,15 @@ def run_active(spec: ActiveSpec, adapter: StoreAdapter, workdir: Path, log: Log)
         quiet = any(k == "SYNCD_DAEMON__LOG_LEVEL" and v != "info" for k, v in spec.env)
         probe_file = workdir / "probe.jsonl"
         env = {**dict(spec.env), "BENCH_PROBE_FILE": str(probe_file)}
-        syncd = SyncdProcess(cfg, workdir, port, patches=spec.patches, env=env, ready="readyz" if quiet else "log")
+        syncd = SyncdProcess(
+            cfg,
+            workdir,
+            port,
+            patches=spec.patches,
+            env=env,
+            ready="readyz" if quiet else "log",
+            startup_timeout=max(300.0, 4 * _startup_estimate(spec.store, spec.n)),
+        )
         syncd.start()
         pid = syncd.syncd_pid
         sampler = Sampler(pid).start()
