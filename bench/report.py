@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.large import large_section, large_targets, soak_section
+from bench.large import large_section, large_targets, round2_section, soak_section
 from bench.procs import ROOT
 
 PLOT = "benchmarks-scaling.png"
@@ -1212,7 +1212,14 @@ METHOD = """## Method
   server: `bench/floor.py` (syncd's `build_http_client`, `mint`, `TokenPayload` and store `write`, back to
   back, CPU by `time.process_time()`), and `bench/naive_rotate.py` (a fresh interpreter per rotation
   importing httpx and the store SDK, CPU of the children by `getrusage(RUSAGE_CHILDREN)`). Repeated runs
-  report the median.
+  report the median. The **bare aiohttp floor** (`bench/bare_floor.py`) is the cheapest honest client, with
+  no syncd code: an `aiohttp.ClientSession` POST, the same payload document, and the bare store write (the
+  file store's temp file + fsync + rename + directory fsync inline; OpenBao's two KV v2 requests on the same
+  session; boto3's PutParameter / PutSecretValue inline). syncd / bare floor is the price of everything syncd
+  adds to a token request and a write: validation, redaction, timeouts, scheduling, metrics, logs.
+- **100,000 credentials** (`large`): the loaded case at ~167 rotations/s (20-minute tokens), file store.
+  **Soak** (`soak`, `--soak 30m`): 30 minutes at ~67 rotations/s, `/metrics` every 15 s, RSS every 10 s; the
+  slope of the second half and of its three windows tells a leak (every window grows) from noise.
 - **Memory over time.** "RSS drift" is the slope of RSS over the second half of a window. Windows of 30-60 s
   cannot tell a slow leak from a daemon still filling its steady-state structures (the redactor keeps a few
   replaced tokens per credential; a 5-minute token needs minutes to be replaced twice) or from allocator
@@ -1285,6 +1292,7 @@ def write(results: dict[str, Any], out_dir: Path, results_path: Path) -> None:
             ),
             "",
         ]
+    lines.append(round2_section(results))
     lines.append(fixes_section(results))
     lines.append(
         store_section(
