@@ -170,13 +170,13 @@ class Engine:
 
     # ------------------------------------------------------------------ read-back between runs
 
-    def _schedule_verify(self, st: CredentialState) -> None:
+    def _schedule_verify(self, st: CredentialState, not_before: float = 0.0) -> None:
         """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
         due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
         if self.verify_jobs is None or self._stopping or not due:
             return
         # The job re-arms itself as its last step; st.verifying keeps the reads serial.
-        self.verify_jobs.arm(st.name, min(due))
+        self.verify_jobs.arm(st.name, max(min(due), not_before))
 
     async def _verify_job(self, name: str, planned: float | None = None) -> None:
         st = self.credentials.get(name)
@@ -194,7 +194,10 @@ class Engine:
                 st.verifying = False
             if lost and not st.running and self.credentials.get(name) is st:
                 self._schedule(st)  # a target lost its token: the run writes it again now
-        self._schedule_verify(st)
+        # A read-back that was not due when the job fired (its target does not hold the held token, or
+        # that token expired) keeps its past verify_at: re-armed at that time, the job would fire again
+        # at once, over and over, and starve the event loop (seen at 100,000 credentials in start-up).
+        self._schedule_verify(st, not_before=self.clock() + verify.MIN_VERIFY_GAP)
 
     # ------------------------------------------------------------------ start
 
