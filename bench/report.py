@@ -1114,11 +1114,11 @@ def fixes_section(results: dict[str, Any]) -> str:
         )
     paced = _get(results, "stores", "file", "floor_paced", "cpu_per_rotation_ms")
     cores = _get(base, "cpu_cores")
-    if cpr and cores and (cores > 0.25 or (floor and cpr > 1.5 * floor)):
+    if cpr and cores and (cores > CPU_TARGET or (floor and cpr > 1.5 * floor)):
         rate = cores / cpr * 1000  # rotations/s of the measured case
         text = [
             f"**What it takes to meet the CPU targets.** At {rate:.0f} rotations/s syncd uses {cores:.3f} core "
-            f"({cpr:.2f} ms per rotation); 0.25 core means {250 / rate:.2f} ms per rotation."
+            f"({cpr:.2f} ms per rotation); {CPU_TARGET} core means {1000 * CPU_TARGET / rate:.2f} ms per rotation."
         ]
         proto = fixes.get("prototype_fixes") or {}
         est = cpr
