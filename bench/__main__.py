@@ -405,7 +405,8 @@ def _cap_memory() -> None:
 
 def _save(results: dict[str, Any], run_dir: Path) -> Path:
     path = run_dir / "results.json"
-    path.write_text(json.dumps(results, indent=1, default=str))
+    # Paths inside the checkout (profiles, tracebacks) are kept relative: the file is committed.
+    path.write_text(json.dumps(results, indent=1, default=str).replace(f"{ROOT}/", ""))
     return path
 
 

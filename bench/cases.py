@@ -151,7 +151,8 @@ def _fresh_dir(path: Path) -> None:
 
 def _scrape(url: str) -> tuple[str, float]:
     t = time.perf_counter()
-    status, body = http_request("GET", f"{url}/metrics", timeout=60)
+    # Generous: a render of 100,000 credentials takes minutes on a busy machine, and its figures are needed.
+    status, body = http_request("GET", f"{url}/metrics", timeout=300)
     if status != 200:
         raise RuntimeError(f"/metrics -> {status}")
     return body.decode(), time.perf_counter() - t

@@ -110,6 +110,8 @@ def large_section(results: dict[str, Any]) -> str:
         "half-life, jitter 0.1). Measured like the other loaded cases (a reader polls the targets during the "
         f"{spec['duration']:g} s window; one /metrics scrape after it).\n",
     ]
+    if big.get("merged_from"):
+        parts.append(f"This case comes from a separate invocation, merged in: {big['merged_from']}.\n")
     reader = big.get("reader") or {}
     st = big.get("startup") or {}
     parts.append(
@@ -222,6 +224,8 @@ def round2_section(results: dict[str, Any]) -> str:
     parts = ["## Performance round 2: a cheaper core\n", ROUND2_CHANGES]
     meta = results.get("meta") or {}
     loads = [*(meta.get("load_avg_start") or [])[:1], *(meta.get("load_avg_end") or [])[:1]]
+    if meta.get("note"):
+        parts.append(f"**Note on this run:** {meta['note']}\n")
     if loads and meta.get("cpus") and max(loads) > meta["cpus"]:
         parts.append(
             f"**This run is not a clean measurement:** the load average was {' → '.join(f'{x:.1f}' for x in loads)} "

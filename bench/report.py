@@ -725,7 +725,9 @@ def profile_section(results: dict[str, Any]) -> str:
             line += " OpenBao store: " + ", ".join(f"{k} ({v:.0f}%)" for k, v in btop) + "."
         parts.append(line + "\n")
         parts.append("Top functions by own time (file store):\n")
-        parts.append(table(["function", "self"], [[f"`{k}`", f"{v:.1f}%"] for k, v in prof["self"][:12]]))
+        parts.append(
+            table(["function", "self"], [[f"`{k.replace(f'{ROOT}/', '')}`", f"{v:.1f}%"] for k, v in prof["self"][:12]])
+        )
         parts.append("")
     micro = results.get("micro")
     if micro:
