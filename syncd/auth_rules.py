@@ -8,10 +8,7 @@ DESIGN.md "Client authentication at the token endpoint".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from syncd.config import CredentialConfig
+from typing import Any
 
 __all__ = [
     "ASSERTION_METHODS",
@@ -19,7 +16,6 @@ __all__ = [
     "MAX_ASSERTION_LIFETIME",
     "SECRET_METHODS",
     "auth_keys_problem",
-    "describe_proof",
     "inline_value_problem",
 ]
 
@@ -106,17 +102,3 @@ def inline_value_problem(key: str, value: str) -> str | None:
     if looks_inline:
         return None
     return f'{key} = "..." is the value itself, and this is not one: for a file, write {key} = {{ file = "{value}" }}'
-
-
-def describe_proof(cfg: CredentialConfig) -> str:
-    """What proves the client, for ``syncd check``'s plan: sources and choices, never values."""
-    method = cfg.auth_method
-    if method == "private_key_jwt" and cfg.private_key is not None:
-        kid = f"kid {cfg.key_id}" if cfg.key_id else "kid = key thumbprint"
-        return f"private key from {cfg.private_key.describe()}, {cfg.signing_alg or 'alg by key type'}, {kid}"
-    if method == "client_assertion" and cfg.client_assertion is not None:
-        return f"assertion from {cfg.client_assertion.describe()} (re-read every mint)"
-    if method == "tls_client_auth":
-        return f"client certificate {cfg.client_cert}"
-    source = cfg.client_secret.describe() if cfg.client_secret else "-"
-    return f"secret from {source}" + (" (signs HS256 assertions)" if method == "client_secret_jwt" else "")

@@ -1,6 +1,6 @@
 """Small pure helpers that let the CLI's output fit a narrow terminal (80 columns).
 
-Kept out of cli.py so the decisions (where ``status`` connects, how a long line wraps)
+Kept out of the cli package so the decisions (where ``status`` connects, how a long line wraps)
 have table-driven tests of their own.
 """
 

@@ -182,16 +182,7 @@ def _sm_source(url: str, rest: str, opts: Options) -> _Source:
     secret_id, params = _aws_params(url, rest)
     if not secret_id.strip("/"):
         raise _bad_url(url, "name the secret, e.g. aws-sm://vgs/calm?region=eu-west-1")
-    region = params.get("region") or _arn_region(secret_id)
-    return SecretsManagerSource(
-        secret_id,
-        region=region,
-        endpoint_url=params.get("endpoint_url"),
-        profile=params.get("profile"),
-        session=opts.aws_session,
-        timeout=opts.timeout,
-        description=f"aws-sm://{secret_id}",
-    )
+    return SecretsManagerSource(secret_id, **_aws_options(secret_id, params, opts, f"aws-sm://{secret_id}"))
 
 
 def _ssm_source(url: str, rest: str, opts: Options) -> _Source:
@@ -200,13 +191,16 @@ def _ssm_source(url: str, rest: str, opts: Options) -> _Source:
         raise _bad_url(url, "name the parameter, e.g. aws-ssm:///vgs/calm")
     if "/" in name and not name.startswith(("/", "arn:")):
         raise _bad_url(url, f"a hierarchical parameter name starts with '/': write aws-ssm:///{name}")
-    region = params.get("region") or _arn_region(name)
-    return SsmSource(
-        name,
-        region=region,
-        endpoint_url=params.get("endpoint_url"),
-        profile=params.get("profile"),
-        session=opts.aws_session,
-        timeout=opts.timeout,
-        description=f"aws-ssm://{name}",
-    )
+    return SsmSource(name, **_aws_options(name, params, opts, f"aws-ssm://{name}"))
+
+
+def _aws_options(name: str, params: dict[str, str], opts: Options, description: str) -> dict[str, Any]:
+    """The keyword arguments of an AWS reader (`AwsSource`): the URL's, else the ARN's region, and the reader's."""
+    return {
+        "region": params.get("region") or _arn_region(name),
+        "endpoint_url": params.get("endpoint_url"),
+        "profile": params.get("profile"),
+        "session": opts.aws_session,
+        "timeout": opts.timeout,
+        "description": description,
+    }

@@ -37,14 +37,14 @@ class DaemonConfig(_Model):
     @field_validator("takeover_delay", mode="before")
     @classmethod
     def _takeover_delay(cls, v: Any) -> Any:
-        from syncd.replicas import parse_takeover_delay
+        from syncd.replicas.ranking import parse_takeover_delay
 
         return parse_takeover_delay(v)
 
     @field_validator("replica")
     @classmethod
     def _replica(cls, v: int | None, info: ValidationInfo) -> int:
-        from syncd.replicas import resolve_replica
+        from syncd.replicas.ranking import resolve_replica
 
         replicas = info.data.get("replicas")
         if not isinstance(replicas, int):

@@ -188,7 +188,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[Problem]:
             if "mode" in tgt and stype is not None and stype != "file":
                 problems.append(Problem(f"{path}.mode", f"mode applies to file stores only, not {stype}"))
             if stype == "file" and isinstance(tgt.get("key"), str):
-                from syncd.stores.file import name_length_problem
+                from syncd.stores.file.layout import name_length_problem
 
                 fmt = tgt.get("format") if tgt.get("format") in ("json", "raw") else "json"
                 problem = name_length_problem(tgt["key"], str(fmt))

@@ -9,6 +9,7 @@ the probe calls it too. Nothing here does I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,6 +98,28 @@ def from_raw(token: str, meta: Any, source: str, meta_name: str) -> Fetched:
 def torn(token: str, meta: Any) -> bool:
     """True when a bare token and its metadata belong to different writes (read between the two)."""
     return isinstance(meta, dict) and bool(meta.get("fingerprint")) and meta["fingerprint"] != fingerprint(token)
+
+
+@dataclass(frozen=True)
+class RawRead:
+    """One read of a bare token (``format = "raw"``) and the metadata stored beside it."""
+
+    token: str
+    meta: Any
+    meta_name: str  # where the metadata lives, for messages ("custom_metadata", "metadata file ...")
+
+
+def fetch_untorn(read_once: Callable[[], Fetched | RawRead], source: str) -> Fetched:
+    """``read_once`` again while a bare token and its metadata come from different writes, at most
+    :data:`TORN_READ_ATTEMPTS` reads in all; the last read is judged as it is."""
+    for attempt in range(TORN_READ_ATTEMPTS):
+        held = read_once()
+        if isinstance(held, Fetched):
+            return held
+        if torn(held.token, held.meta) and attempt + 1 < TORN_READ_ATTEMPTS:
+            continue  # caught the writer between its two writes: read both again
+        return from_raw(held.token, held.meta, source, held.meta_name)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Source:

@@ -358,7 +358,10 @@ targets = [ {{ store = "aws", key = "{key}", slots = 3 }} ]
         seen: set[str] = set()
         polls = 0
         deadline = time.time() + 30
-        while time.time() < deadline:
+        # At least 30 s (ten lifetimes) and 200 polls: a loaded machine polls slower, so it runs
+        # longer instead of failing on a count; the hard stop keeps a stuck read from hanging.
+        hard_stop = deadline + 60
+        while (time.time() < deadline or polls < 200) and time.time() < hard_stop:
             pick, _ = _consumer_read(sm, key)
             assert pick is not None, "the consumer found no unexpired token"
             ours = await store.read(key, target=target(key, slots=3))

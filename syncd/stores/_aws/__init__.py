@@ -13,8 +13,9 @@ loaded on first use, so a consumer importing a reader does not load the daemon's
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.stores._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncd.stores._aws.common import ACCESS_DENIED_CODES, AwsErrorInfo
@@ -29,13 +30,15 @@ if TYPE_CHECKING:
     )
 
 #: Each submodule and the names it exports here.
-_EXPORTS = {
-    "common": ("ACCESS_DENIED_CODES", "AwsErrorInfo"),
-    "errors": ("CREDENTIAL_CODES", "THROTTLING_CODES", "classify", "error_info", "is_code"),
-    "limiter": ("TokenBucket", "install_retry_rules", "reset_limiters", "shared_limiter"),
-    "store": ("AwsStore", "ROLE_SESSION_NAME", "build_session", "client_config", "client_request_token"),
-}
-_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "common": ("ACCESS_DENIED_CODES", "AwsErrorInfo"),
+        "errors": ("CREDENTIAL_CODES", "THROTTLING_CODES", "classify", "error_info", "is_code"),
+        "limiter": ("TokenBucket", "install_retry_rules", "reset_limiters", "shared_limiter"),
+        "store": ("AwsStore", "ROLE_SESSION_NAME", "build_session", "client_config", "client_request_token"),
+    },
+)
 
 __all__ = [
     "ACCESS_DENIED_CODES",
@@ -55,10 +58,3 @@ __all__ = [
     "reset_limiters",
     "shared_limiter",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

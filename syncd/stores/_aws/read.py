@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from syncd.stores._aws import common
-from syncd.stores.reading import Source, TokenError, TokenNotFoundError, TokenStoreError
+from syncd.stores.reading import Source, TokenError, TokenFormatError, TokenNotFoundError, TokenStoreError
 
 #: Total attempts of one read, the first included (botocore's ``max_attempts = 3`` retries).
 READ_ATTEMPTS = 4
@@ -103,13 +102,24 @@ class AwsSource(Source):
             return TokenStoreError(f"{src}: reading {what} failed: {exc.__class__.__name__}: {exc}", src)
         return TokenStoreError(f"{src}: reading {what} failed: {exc.__class__.__name__}", src)
 
-    def _call(self, what: str, action: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    def _call(self, what: str, action: str, method: str, **kwargs: Any) -> Any:
+        """The client's ``method``; a failure becomes the `TokenError` that names ``what`` and ``action``."""
         import botocore.exceptions
 
+        fn = getattr(self._get_client(), method)
         try:
             return fn(**kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, what, action) from None
+
+    def _not_json(self, holder: str) -> TokenFormatError:
+        """A value that is not a JSON document: a bare token (``format = "raw"``), which a reader cannot judge."""
+        src = self.description
+        return TokenFormatError(
+            f"{src}: the {holder} does not hold a JSON payload (a bare token has no expiry for the reader; "
+            'use format = "json" for this target)',
+            src,
+        )
 
     def close(self) -> None:
         with self._lock:

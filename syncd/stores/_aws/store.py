@@ -11,14 +11,16 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from syncd import __version__
+from syncd.payload import PayloadError, TokenPayload
 from syncd.stores._aws import common
 from syncd.stores._aws.errors import classify
-from syncd.stores.base import FatalStoreError, ThreadedStore
+from syncd.stores.base import FatalStoreError, StoreError, ThreadedStore
 
 if TYPE_CHECKING:
     import boto3
 
     from syncd.config import AwsSecretsManagerStoreConfig, AwsSsmStoreConfig
+    from syncd.stores._aws.limiter import TokenBucket
 
     AwsConfig = AwsSecretsManagerStoreConfig | AwsSsmStoreConfig
 
@@ -117,7 +119,8 @@ def client_request_token(key: str, fingerprint: str, salt: str = "") -> str:
 
 
 class AwsStore(ThreadedStore):
-    """What the AWS stores share: a session and one client, built once; set-up errors kept.
+    """What the AWS stores share: a session and one client, built once; set-up errors kept;
+    each API call limited, run in the pool and translated by the store's own ``_error``.
 
     A store whose client cannot be built (no region, a bad profile) is still created, so
     ``syncd check`` can report it as a plan error; every call then raises that error.
@@ -152,3 +155,32 @@ class AwsStore(ThreadedStore):
     def _ready(self) -> None:
         if self._setup_error is not None:
             raise FatalStoreError(self._setup_error, code="setup")
+
+    def _error(self, exc: BaseException, *, action: str, name: str, what: str) -> StoreError:
+        """The store's translation of a failed ``action`` on ``name`` (a secret id, a parameter name)."""
+        raise NotImplementedError
+
+    async def _call(
+        self, method: str, action: str, name: str, what: str, limiter: TokenBucket | None, **kwargs: Any
+    ) -> Any:
+        """One API call: wait for the limiter, run it in the pool, translate failures."""
+        self._ready()
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            return await self._run(getattr(self._client, method), **kwargs)
+        except Exception as exc:
+            raise self._error(exc, action=action, name=name, what=what) from None
+
+    @staticmethod
+    def _payload(text: str, source: str) -> TokenPayload:
+        """The JSON payload ``source`` holds; anything else there is fatal (a foreign or corrupt value)."""
+        try:
+            return TokenPayload.from_json(text, source=source)
+        except PayloadError as exc:
+            raise FatalStoreError(str(exc), code="payload") from None
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._client is not None:
+            self._client.close()

@@ -12,8 +12,9 @@ is the entry point).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.stores._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncd.stores.aws_secretsmanager.errors import MAX_VERSIONS_PER_DAY, QUOTA_EXPLANATION
@@ -23,14 +24,16 @@ if TYPE_CHECKING:
     from syncd.stores.aws_secretsmanager.store import MAX_SECRET_STRING, SecretsManagerStore
 
 #: Each submodule and the names it exports here.
-_EXPORTS = {
-    "errors": ("MAX_VERSIONS_PER_DAY", "QUOTA_EXPLANATION"),
-    "layout": ("BATCH_IDS", "MAX_SLOTS", "slot_names"),
-    "plan": ("PRICE_PER_10K_CALLS", "PRICE_PER_SECRET_MONTH", "slots_for"),
-    "read": ("SecretsManagerSource",),
-    "store": ("MAX_SECRET_STRING", "SecretsManagerStore"),
-}
-_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "errors": ("MAX_VERSIONS_PER_DAY", "QUOTA_EXPLANATION"),
+        "layout": ("BATCH_IDS", "MAX_SLOTS", "slot_names"),
+        "plan": ("PRICE_PER_10K_CALLS", "PRICE_PER_SECRET_MONTH", "slots_for"),
+        "read": ("SecretsManagerSource",),
+        "store": ("MAX_SECRET_STRING", "SecretsManagerStore"),
+    },
+)
 
 __all__ = [
     "BATCH_IDS",
@@ -45,10 +48,3 @@ __all__ = [
     "slot_names",
     "slots_for",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

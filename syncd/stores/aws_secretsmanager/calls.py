@@ -8,7 +8,6 @@ needs no GetSecretValue before it: one API call per rotation, not two.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from syncd.stores._aws.common import batch_entry_error, partition
 from syncd.stores._aws.limiter import TokenBucket, install_retry_rules, shared_limiter
 from syncd.stores._aws.store import AwsStore
 from syncd.stores.aws_secretsmanager.errors import translate
-from syncd.stores.aws_secretsmanager.layout import BATCH_IDS, content_id, index_id, is_slot_index
+from syncd.stores.aws_secretsmanager.layout import BATCH_IDS, content_id, index_id, is_slot_index, stored_doc
 from syncd.stores.base import FatalStoreError, StoreError
 
 if TYPE_CHECKING:
@@ -73,31 +72,19 @@ class SecretsManagerCalls(AwsStore):
             return known
         return f"arn:{partition(self.region)}:secretsmanager:{self.region}:<account-id>:secret:{secret_id}-??????"
 
-    def _error(self, exc: BaseException, *, action: str, secret_id: str, what: str) -> StoreError:
+    def _error(self, exc: BaseException, *, action: str, name: str, what: str) -> StoreError:
         # BatchGetSecretValue has no resource-level permission: it is granted on "*".
-        arn = "*" if action == "secretsmanager:BatchGetSecretValue" else self._arn(secret_id)
+        arn = "*" if action == "secretsmanager:BatchGetSecretValue" else self._arn(name)
         return translate(
             exc,
             action=action,
-            secret_id=secret_id,
+            secret_id=name,
             what=what,
             arn=arn,
             store=self.name,
             region=self.region,
             config=self.config,
         )
-
-    async def _call(
-        self, method: str, action: str, secret_id: str, what: str, limiter: TokenBucket | None, **kwargs: Any
-    ) -> Any:
-        """One API call: wait for the limiter, run it in the pool, translate failures."""
-        self._ready()
-        if limiter is not None:
-            await limiter.acquire()
-        try:
-            return await self._run(getattr(self._client, method), **kwargs)
-        except Exception as exc:
-            raise self._error(exc, action=action, secret_id=secret_id, what=what) from None
 
     def _observe(self, secret_id: str, text: str | None, exists: bool | None) -> tuple[Seen, TokenPayload | None]:
         """Remember what ``secret_id`` holds; return the payload in it, if it is one."""
@@ -106,10 +93,7 @@ class SecretsManagerCalls(AwsStore):
             self._seen[secret_id] = seen
             return seen, None
         payload: TokenPayload | None = None
-        try:
-            doc: Any = json.loads(text)
-        except ValueError:
-            doc = None
+        doc = stored_doc(text)
         if is_slot_index(doc):
             n = doc.get("slots")
             seen = Seen(True, index_id(doc), slots=n if isinstance(n, int) and n > 0 else None)
@@ -183,7 +167,7 @@ class SecretsManagerCalls(AwsStore):
                         errors[sid] = self._error(
                             batch_entry_error(err, "GetSecretValue"),
                             action="secretsmanager:GetSecretValue",
-                            secret_id=sid,
+                            name=sid,
                             what=f"read secret {sid}",
                         )
                 next_token = resp.get("NextToken")

@@ -30,6 +30,7 @@ __all__ = [
     "is_slot_index",
     "slot_index_doc",
     "slot_names",
+    "stored_doc",
 ]
 
 #: The target option's range (config.TargetConfig).
@@ -53,6 +54,14 @@ def index_keys(doc: Any) -> list[str] | None:
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
         return None
     return list(keys)
+
+
+def stored_doc(text: str) -> Any:
+    """The JSON document a secret holds (a payload, a slot index), or None when it is not JSON (a bare token)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def content_id(text: str) -> str:

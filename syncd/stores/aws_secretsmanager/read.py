@@ -24,23 +24,15 @@ class SecretsManagerSource(AwsSource):
         self._batch = True  # BatchGetSecretValue allowed; cleared on AccessDenied
 
     def fetch(self, now: float) -> Fetched:
-        client = self._get_client()
         src = self.description
         resp = self._call(
-            f"secret {self.secret_id!r}",
-            "secretsmanager:GetSecretValue",
-            client.get_secret_value,
-            SecretId=self.secret_id,
+            f"secret {self.secret_id!r}", "secretsmanager:GetSecretValue", "get_secret_value", SecretId=self.secret_id
         )
         text = resp.get("SecretString")
         if text is None:
             raise TokenFormatError(f"{src}: the secret holds SecretBinary, not a syncd payload", src)
         if not text.lstrip().startswith(("{", "[")):
-            raise TokenFormatError(
-                f"{src}: the secret does not hold a JSON payload (a bare token has no expiry for the reader; "
-                'use format = "json" for this target)',
-                src,
-            )
+            raise self._not_json("secret")
         doc = loads(text, src)
         if is_slot_index(doc):
             return self._fetch_slots(doc, now)
@@ -118,9 +110,7 @@ class SecretsManagerSource(AwsSource):
         result: list[tuple[str, str | None, TokenError | None]] = []
         for name in names:
             try:
-                resp = self._call(
-                    f"slot {name!r}", "secretsmanager:GetSecretValue", client.get_secret_value, SecretId=name
-                )
+                resp = self._call(f"slot {name!r}", "secretsmanager:GetSecretValue", "get_secret_value", SecretId=name)
             except TokenError as exc:
                 result.append((name, None, exc))
                 continue

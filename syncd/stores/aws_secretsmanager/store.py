@@ -38,7 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs, policy
-from syncd.payload import Format, PayloadError, TokenPayload, holds_token
+from syncd.payload import Format, TokenPayload, holds_token
 from syncd.stores._aws.store import client_request_token
 from syncd.stores.aws_secretsmanager import plan as planning
 from syncd.stores.aws_secretsmanager.calls import SecretsManagerCalls, Seen
@@ -51,6 +51,7 @@ from syncd.stores.aws_secretsmanager.layout import (
     is_slot_index,
     slot_index_doc,
     slot_names,
+    stored_doc,
 )
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 
@@ -136,10 +137,7 @@ class SecretsManagerStore(SecretsManagerCalls):
         text = await self._get(key)
         if text is None:
             return None
-        try:
-            doc: Any = json.loads(text)
-        except ValueError:
-            doc = None
+        doc = stored_doc(text)
         if is_slot_index(doc):
             names = index_keys(doc)
             if names is None:
@@ -147,10 +145,7 @@ class SecretsManagerStore(SecretsManagerCalls):
             return await self._read_slots(key, names[:MAX_SLOTS])
         if fmt == "raw":
             return None  # a bare token has no expiry to judge; the engine writes a fresh one
-        try:
-            return TokenPayload.from_json(text, source=f"secret {key}")
-        except PayloadError as exc:
-            raise FatalStoreError(str(exc), code="payload") from None
+        return self._payload(text, f"secret {key}")
 
     async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
         """Between rotations (syncd.verify): does ``key`` still serve ``payload`` to consumers?
@@ -331,11 +326,6 @@ class SecretsManagerStore(SecretsManagerCalls):
         # After the slot, so the index never points readers at nothing but empty slots.
         await self._ensure_index(key, names)
         return result
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        if self._client is not None:
-            self._client.close()
 
     # ------------------------------------------------------------------ plan
 

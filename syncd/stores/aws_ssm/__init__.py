@@ -10,8 +10,9 @@ not load the daemon's side (``syncd.stores.aws_ssm:SsmStore`` is the entry point
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.stores._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncd.stores.aws_ssm.layout import MAX_DEPTH, MAX_VALUE, parameter_name_problem
@@ -19,12 +20,14 @@ if TYPE_CHECKING:
     from syncd.stores.aws_ssm.store import SsmStore
 
 #: Each submodule and the names it exports here.
-_EXPORTS = {
-    "layout": ("MAX_DEPTH", "MAX_VALUE", "parameter_name_problem"),
-    "read": ("SsmSource",),
-    "store": ("SsmStore",),
-}
-_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "layout": ("MAX_DEPTH", "MAX_VALUE", "parameter_name_problem"),
+        "read": ("SsmSource",),
+        "store": ("SsmStore",),
+    },
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -33,10 +36,3 @@ __all__ = [
     "SsmStore",
     "parameter_name_problem",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

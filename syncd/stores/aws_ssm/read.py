@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.stores._aws.read import AwsSource
-from syncd.stores.reading import Fetched, TokenFormatError, from_doc, loads
+from syncd.stores.reading import Fetched, from_doc, loads
 
 
 class SsmSource(AwsSource):
@@ -18,20 +18,15 @@ class SsmSource(AwsSource):
         self.name = name
 
     def fetch(self, now: float) -> Fetched:
-        client = self._get_client()
         src = self.description
         resp = self._call(
             f"parameter {self.name!r}",
             "ssm:GetParameter (and kms:Decrypt on its key)",
-            client.get_parameter,
+            "get_parameter",
             Name=self.name,
             WithDecryption=True,
         )
         value = str(resp.get("Parameter", {}).get("Value", ""))
         if not value.lstrip().startswith("{"):
-            raise TokenFormatError(
-                f"{src}: the parameter does not hold a JSON payload (a bare token has no expiry for the reader; "
-                'use format = "json" for this target)',
-                src,
-            )
+            raise self._not_json("parameter")
         return from_doc(loads(value, src), src)

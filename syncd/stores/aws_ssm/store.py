@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs
-from syncd.payload import Format, PayloadError, TokenPayload, holds_token
+from syncd.payload import Format, TokenPayload, holds_token
 from syncd.stores._aws.common import partition
 from syncd.stores._aws.errors import classify, error_info
 from syncd.stores._aws.limiter import TokenBucket, install_retry_rules, shared_limiter
@@ -131,17 +131,6 @@ class SsmStore(AwsStore):
                 )
         return classify(exc, action=action, resource=self._arn(name), what=what)
 
-    async def _call(
-        self, method: str, action: str, name: str, what: str, limiter: TokenBucket | None, **kwargs: Any
-    ) -> Any:
-        self._ready()
-        if limiter is not None:
-            await limiter.acquire()
-        try:
-            return await self._run(getattr(self._client, method), **kwargs)
-        except Exception as exc:
-            raise self._error(exc, action=action, name=name, what=what) from None
-
     # ------------------------------------------------------------------ reading
 
     async def _get(self, name: str) -> str | None:
@@ -180,10 +169,7 @@ class SsmStore(AwsStore):
         text = await self._get(key)
         if text is None or (target is not None and target.format == "raw"):
             return None  # a bare token has no expiry to judge; the engine writes a fresh one
-        try:
-            return TokenPayload.from_json(text, source=f"parameter {key}")
-        except PayloadError as exc:
-            raise FatalStoreError(str(exc), code="payload") from None
+        return self._payload(text, f"parameter {key}")
 
     async def verify(self, key: str, payload: TokenPayload, *, target: TargetConfig | None = None) -> str | None:
         """Between rotations (syncd.verify): one GetParameter; also judges ``raw`` values, which ``read`` cannot.
@@ -296,11 +282,6 @@ class SsmStore(AwsStore):
             ) from None
         self._seen[key] = _Seen(True, payload.fingerprint, math.inf if raw else payload.expires_at)
         return WriteResult(written=True, version=str(resp.get("Version")), location=key)
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        if self._client is not None:
-            self._client.close()
 
     # ------------------------------------------------------------------ plan
 

@@ -11,8 +11,9 @@ the config check imports ``name_length_problem``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from syncd.stores._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from syncd.stores.file.layout import NAME_MAX, key_problem, name_length_problem
@@ -20,12 +21,14 @@ if TYPE_CHECKING:
     from syncd.stores.file.store import MAX_READ, FileStore
 
 #: Each submodule and the names it exports here.
-_EXPORTS = {
-    "layout": ("NAME_MAX", "key_problem", "name_length_problem"),
-    "read": ("FileSource",),
-    "store": ("FileStore", "MAX_READ"),
-}
-_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "layout": ("NAME_MAX", "key_problem", "name_length_problem"),
+        "read": ("FileSource",),
+        "store": ("FileStore", "MAX_READ"),
+    },
+)
 
 __all__ = [
     "MAX_READ",
@@ -35,10 +38,3 @@ __all__ = [
     "key_problem",
     "name_length_problem",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -11,16 +11,15 @@ from pathlib import Path
 
 from syncd.stores.file.layout import sidecar_for
 from syncd.stores.reading import (
-    TORN_READ_ATTEMPTS,
     Fetched,
+    RawRead,
     Source,
     TokenFormatError,
     TokenNotFoundError,
     TokenStoreError,
+    fetch_untorn,
     from_doc,
-    from_raw,
     loads,
-    torn,
 )
 
 
@@ -56,30 +55,29 @@ class FileSource(Source):
             raise TokenFormatError(f"{src}: {path} is not UTF-8 text (not a syncd payload)", src) from None
 
     def fetch(self, now: float) -> Fetched:
+        return fetch_untorn(self._read_once, self.description)
+
+    def _read_once(self) -> Fetched | RawRead:
         src = self.description
-        for attempt in range(TORN_READ_ATTEMPTS):
-            text = self._read(self.path)
-            if text is None:
-                raise TokenNotFoundError(
-                    f"{src}: no such file; syncd has not written this target yet, or the path is wrong "
-                    "(`syncd status` lists each target)",
-                    src,
-                )
-            body = text.strip()
-            if not body:
-                raise TokenFormatError(f"{src}: the file is empty (syncd writes atomically, so this is not ours)", src)
-            if body.startswith(("{", "[")):  # JSON; a bare token never starts with a bracket
-                return from_doc(loads(body, src), src)
-            # format = "raw": the bare token; the public fields are in the hidden sidecar.
-            meta_text = self._read(self.sidecar)
-            if meta_text is None:
-                raise TokenFormatError(
-                    f'{src}: holds a bare token (format = "raw") but its metadata file {self.sidecar} is missing, '
-                    'so its expiry is unknown; use format = "json" for readers, or keep the sidecar beside it',
-                    src,
-                )
-            meta = loads(meta_text, f"{src} (sidecar {self.sidecar.name})")
-            if torn(body, meta) and attempt + 1 < TORN_READ_ATTEMPTS:
-                continue  # caught syncd between writing the sidecar and the token: read both again
-            return from_raw(body, meta, src, f"metadata file {self.sidecar.name}")
-        raise AssertionError("unreachable")  # pragma: no cover
+        text = self._read(self.path)
+        if text is None:
+            raise TokenNotFoundError(
+                f"{src}: no such file; syncd has not written this target yet, or the path is wrong "
+                "(`syncd status` lists each target)",
+                src,
+            )
+        body = text.strip()
+        if not body:
+            raise TokenFormatError(f"{src}: the file is empty (syncd writes atomically, so this is not ours)", src)
+        if body.startswith(("{", "[")):  # JSON; a bare token never starts with a bracket
+            return from_doc(loads(body, src), src)
+        # format = "raw": the bare token; the public fields are in the hidden sidecar, written before it.
+        meta_text = self._read(self.sidecar)
+        if meta_text is None:
+            raise TokenFormatError(
+                f'{src}: holds a bare token (format = "raw") but its metadata file {self.sidecar} is missing, '
+                'so its expiry is unknown; use format = "json" for readers, or keep the sidecar beside it',
+                src,
+            )
+        meta = loads(meta_text, f"{src} (sidecar {self.sidecar.name})")
+        return RawRead(body, meta, f"metadata file {self.sidecar.name}")

@@ -14,9 +14,9 @@ consumer that imports the reader does not import hvac until it reads.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from syncd.stores._lazy import lazy_exports
 from syncd.stores.vault.layout import custom_metadata_for, data_document, payload_from_kv
 
 if TYPE_CHECKING:
@@ -25,26 +25,17 @@ if TYPE_CHECKING:
     from syncd.stores.vault.kv import resolve_conflict
     from syncd.stores.vault.store import VaultStore, is_loopback_url
 
-_LAZY = {
-    "Context": "errors",
-    "Op": "errors",
-    "classify_error": "errors",
-    "denied_message": "errors",
-    "Lease": "auth",
-    "resolve_conflict": "kv",
-    "VaultStore": "store",
-    "is_loopback_url": "store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once loaded, a plain module attribute
-    return value
-
+#: Each submodule and the names it exports here; once loaded, a name is a plain module attribute.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "errors": ("Context", "Op", "classify_error", "denied_message"),
+        "auth": ("Lease",),
+        "kv": ("resolve_conflict",),
+        "store": ("VaultStore", "is_loopback_url"),
+    },
+    keep_in=globals(),
+)
 
 __all__ = [
     "Context",

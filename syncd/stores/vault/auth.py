@@ -221,41 +221,52 @@ class TokenKeeper:
             )
         self._set_token(token)
         ttl = float(info.get("lease_duration") or 0)
-        renewable = bool(info.get("renewable"))
-        self.lease = Lease(
-            generation=self.lease.generation + 1,
-            expires=sent + ttl if ttl > 0 else None,
-            ttl=ttl,
-            creation_ttl=ttl,
-            renewable=renewable,
-        )
+        self._new_lease(sent, ttl, ttl, bool(info.get("renewable")))
         log.info(
             "vault_login",
             store=self.name,
             method=method,
             reason=reason,
             ttl=ttl,
-            renewable=renewable,
+            renewable=self.lease.renewable,
             policies=info.get("policies"),
         )
 
-    def _read_jwt(self, path: Path, method: str) -> str:
+    def _new_lease(self, sent: float, ttl: float, creation_ttl: float, renewable: bool) -> None:
+        """The lease of a token just logged in (or read), its TTL counted from ``sent``, when the request left."""
+        self.lease = Lease(
+            generation=self.lease.generation + 1,
+            expires=sent + ttl if ttl > 0 else None,
+            ttl=ttl,
+            creation_ttl=creation_ttl,
+            renewable=renewable,
+        )
+
+    def _read_secret_file(
+        self, path: Path, what: str, *, purpose: str = "", missing: str = "", unreadable: str = ""
+    ) -> str:
+        """The stripped text of a file holding a credential (a JWT, a Vault token); a missing,
+        unreadable or empty file is fatal, and the message names ``what`` and the file."""
         try:
-            jwt = path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            where = " (is syncd running in a Kubernetes pod with its service account token mounted?)"
             raise FatalStoreError(
-                f"store {self.name!r}: the JWT file {path} for {method} login does not exist"
-                + (where if method == "kubernetes" else ""),
-                code="auth",
+                f"store {self.name!r}: the {what} {path}{purpose} does not exist{missing}", code="auth"
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise FatalStoreError(
-                f"store {self.name!r}: cannot read the JWT file {path} for {method} login ({type(exc).__name__})",
+                f"store {self.name!r}: cannot read the {what} {path}{purpose} ({type(exc).__name__}){unreadable}",
                 code="auth",
             ) from None
-        if not jwt:
-            raise FatalStoreError(f"store {self.name!r}: the JWT file {path} is empty", code="auth")
+        if not text:
+            raise FatalStoreError(f"store {self.name!r}: the {what} {path} is empty", code="auth")
+        return text
+
+    def _read_jwt(self, path: Path, method: str) -> str:
+        in_pod = " (is syncd running in a Kubernetes pod with its service account token mounted?)"
+        jwt = self._read_secret_file(
+            path, "JWT file", purpose=f" for {method} login", missing=in_pod if method == "kubernetes" else ""
+        )
         logs.register_secret(jwt)
         return jwt
 
@@ -263,23 +274,7 @@ class TokenKeeper:
         auth = self.config.auth
         assert auth.method == "token"
         if auth.token_file is not None:
-            try:
-                token = auth.token_file.read_text(encoding="utf-8").strip()
-            except FileNotFoundError:
-                raise FatalStoreError(
-                    f"store {self.name!r}: the Vault token file {auth.token_file} does not exist", code="auth"
-                ) from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise FatalStoreError(
-                    f"store {self.name!r}: cannot read the Vault token file {auth.token_file} "
-                    f"({type(exc).__name__}): fix its permissions",
-                    code="auth",
-                ) from None
-            if not token:
-                raise FatalStoreError(
-                    f"store {self.name!r}: the Vault token file {auth.token_file} is empty", code="auth"
-                )
-            return token
+            return self._read_secret_file(auth.token_file, "Vault token file", unreadable=": fix its permissions")
         token = os.environ.get(auth.token_env, "").strip()
         if not token:
             raise FatalStoreError(
@@ -327,14 +322,7 @@ class TokenKeeper:
         data = resp.get("data") if isinstance(resp, dict) else None
         data = data if isinstance(data, dict) else {}
         ttl = float(data.get("ttl") or 0)
-        creation_ttl = float(data.get("creation_ttl") or ttl)
-        self.lease = Lease(
-            generation=self.lease.generation + 1,
-            expires=sent + ttl if ttl > 0 else None,
-            ttl=ttl,
-            creation_ttl=creation_ttl,
-            renewable=bool(data.get("renewable")),
-        )
+        self._new_lease(sent, ttl, float(data.get("creation_ttl") or ttl), bool(data.get("renewable")))
         log.info(
             "vault_login",
             store=self.name,

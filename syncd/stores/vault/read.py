@@ -16,15 +16,14 @@ from typing import Any
 
 from syncd.payload import PayloadError
 from syncd.stores.reading import (
-    TORN_READ_ATTEMPTS,
     Fetched,
+    RawRead,
     Source,
     TokenFormatError,
     TokenNotFoundError,
     TokenStoreError,
+    fetch_untorn,
     from_doc,
-    from_raw,
-    torn,
 )
 from syncd.stores.vault.layout import KvValue, RawValue, data_path, kv_value, split_value
 
@@ -145,19 +144,19 @@ class VaultSource(Source):
         return value
 
     def fetch(self, now: float) -> Fetched:
+        # A raw token's data and custom_metadata are two writes: fetch_untorn reads again between them.
+        return fetch_untorn(self._read_held, self.description)
+
+    def _read_held(self) -> Fetched | RawRead:
         src = self.description
-        for attempt in range(TORN_READ_ATTEMPTS):
-            value = self._read_once()
-            try:
-                held = split_value(value.data, value.custom_metadata, self.kv_version, source=src)
-            except PayloadError as exc:
-                raise TokenFormatError(str(exc), src) from None
-            if not isinstance(held, RawValue):
-                return from_doc(held, src)
-            if torn(held.token, held.fields) and attempt + 1 < TORN_READ_ATTEMPTS:
-                continue  # data and custom_metadata are two writes; read again
-            return from_raw(held.token, held.fields, src, "custom_metadata")
-        raise AssertionError("unreachable")  # pragma: no cover
+        value = self._read_once()
+        try:
+            held = split_value(value.data, value.custom_metadata, self.kv_version, source=src)
+        except PayloadError as exc:
+            raise TokenFormatError(str(exc), src) from None
+        if not isinstance(held, RawValue):
+            return from_doc(held, src)
+        return RawRead(held.token, held.fields, "custom_metadata")
 
     def close(self) -> None:
         self._forget_client()
