@@ -31,13 +31,26 @@ from typing import Any
 
 import psutil
 
-from bench import cases, replicas, report
+from bench import cases, replicas, report, soak
 from bench.cases import ActiveSpec
 from bench.procs import ROOT
 from bench.stores import ADAPTERS, MotoSecretsManagerAdapter, MotoSsmAdapter, StoreAdapter
 from tests.peers.servers import MotoServer, ensure_installed
 
-GROUPS = ("scaling", "memory", "floor", "naive", "stores", "adoption", "replicas", "oidc", "fixes", "micro")
+GROUPS = (
+    "scaling",
+    "memory",
+    "floor",
+    "naive",
+    "stores",
+    "adoption",
+    "replicas",
+    "oidc",
+    "fixes",
+    "micro",
+    "large",
+    "soak",
+)
 STORES = ("file", "openbao", "moto-ssm", "moto-secretsmanager")
 
 
@@ -62,6 +75,10 @@ def _plan(mode: str) -> dict[str, Any]:
             "replicas": (20, 6.0, 2.0),
             "oidc": (5, 3.0, 1.5),
             "fixes": (10, 3.0, 1.5),
+            # (credentials, token lifetime s, window s): ~167 rotations/s, as the 100,000 x 20 min case
+            "large": (200, 2.4, 2.0),
+            # (credentials, token lifetime s, duration s, RSS sample interval s, scrape interval s)
+            "soak": (30, 3.0, 6.0, 0.25, 1.0),
             "settle": 0.3,
             "scrape_interval": 1.0,
             "startup_lead": 0.5,
@@ -84,6 +101,8 @@ def _plan(mode: str) -> dict[str, Any]:
             "replicas": (1000, 30.0, 30.0),
             "oidc": (20, 3.0, 8.0),
             "fixes": None,
+            "large": (10000, 120.0, 15.0),
+            "soak": (1000, 30.0, 120.0, 10.0, 15.0),
             "settle": 1.5,
             "scrape_interval": 15.0,
             "startup_lead": None,
@@ -117,6 +136,10 @@ def _plan(mode: str) -> dict[str, Any]:
         "oidc": (20, 3.0, 20.0),
         # (credentials, token lifetime s, window s) of each "what would fix it" variant; None = not run
         "fixes": (1000, 30.0, 30.0),
+        # 100,000 credentials with 20-minute tokens: ~167 rotations/s (target 4 of docs/benchmarks.md)
+        "large": (100000, 1200.0, 60.0),
+        # 30 minutes at ~67 rotations/s, RSS every 10 s, /metrics every 15 s (`--soak` sets the duration)
+        "soak": (1000, 30.0, 1800.0, 10.0, 15.0),
         "settle": 3.0,
         "scrape_interval": 15.0,
         # seconds between syncd's expected start-up and the first seeded refresh; None = the generous estimate
@@ -164,11 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         help="every case for a second or two at tiny sizes, to prove the harness works; figures to a temp dir",
     )
     ap.add_argument("--stores", default=",".join(STORES), help=f"comma list of {', '.join(STORES)}")
-    ap.add_argument("--only", default=",".join(GROUPS), help=f"comma list of case groups: {', '.join(GROUPS)}")
+    ap.add_argument("--only", help=f"comma list of case groups: {', '.join(GROUPS)} (default: all)")
     ap.add_argument("--doc", action="store_true", help="write docs/ even for a quick or partial run")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/ (results JSON only)")
     ap.add_argument("--report", type=Path, help="only re-render the doc from this results JSON")
     ap.add_argument("--window", type=float, help="override every measurement window (seconds)")
+    ap.add_argument(
+        "--soak",
+        metavar="DURATION",
+        help="the soak (file store, ~67 rotations/s, scraped, RSS every 10 s) for DURATION (30m, 900s); "
+        "alone unless --only names groups",
+    )
     ap.add_argument(
         "--out",
         type=Path,
@@ -185,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     stores = [s for s in args.stores.split(",") if s]
-    groups = [g for g in args.only.split(",") if g]
+    groups = [g for g in (args.only or ",".join(GROUPS)).split(",") if g]
     for name in stores:
         if name not in ADAPTERS:
             ap.error(f"unknown store {name!r}")
@@ -194,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown group {name!r}")
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = _plan(mode)
+    if args.soak:
+        if not args.only:
+            stores, groups = ["file"], ["soak"]
+        plan["soak"] = (plan["soak"][0], plan["soak"][1], soak.parse_duration(args.soak), *plan["soak"][3:])
     if args.window:
         w = args.window
         plan["scaling"] = [(n, life, w, min(prof, w), sc) for n, life, _, prof, sc in plan["scaling"]]
         plan["stores"] = {k: (n, life, w) for k, (n, life, _) in plan["stores"].items()}
         plan["oidc"] = (*plan["oidc"][:2], w)
         plan["fixes"] = (*(plan["fixes"] or (1000, 30.0))[:2], w)
+        plan["large"] = (*plan["large"][:2], w)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out
     if out is None:
@@ -229,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
             **machine(),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "mode": mode,
-            "command": "make bench" if mode == "full" else f"python -m bench --{mode}",
+            "command": "make bench"
+            if mode == "full" and not (sys.argv[1:] if argv is None else argv)
+            else "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
             "argv": sys.argv[1:] if argv is None else argv,
             "plan": plan,
             "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
@@ -386,7 +422,8 @@ def _cap_memory() -> None:
 
 def _save(results: dict[str, Any], run_dir: Path) -> Path:
     path = run_dir / "results.json"
-    path.write_text(json.dumps(results, indent=1, default=str))
+    # Paths inside the checkout (profiles, tracebacks) are kept relative: the file is committed.
+    path.write_text(json.dumps(results, indent=1, default=str).replace(f"{ROOT}/", ""))
     return path
 
 
@@ -421,6 +458,35 @@ def _run_store(
                 )
                 if res is not None:
                     entry["active"].append(res)
+        if "large" in groups:
+            n, life, dur = plan["large"]
+            spec = ActiveSpec(
+                label=f"large-{n}",
+                store=name,
+                n=n,
+                lifetime=life,
+                duration=dur,
+                scrape_interval=plan["scrape_interval"],
+                startup_lead=plan["startup_lead"],
+            )
+            entry["large"] = attempt(
+                f"file: {n} credentials, {life:g}s tokens (~{spec.rate:.0f} rotations/s), {dur:g}s window",
+                lambda spec=spec: cases.run_active(spec, adapter, wd / spec.label, log),
+            )
+        if "soak" in groups:
+            n, life, dur, every, scrape_every = plan["soak"]
+            soak_spec = soak.SoakSpec(
+                n=n,
+                lifetime=life,
+                duration=dur,
+                sample_interval=every,
+                scrape_interval=scrape_every,
+                startup_lead=plan["startup_lead"],
+            )
+            entry["soak"] = attempt(
+                f"file: soak, {n} credentials x {life:g}s tokens for {dur / 60:g} min",
+                lambda: soak.run_soak(soak_spec, adapter, wd / "soak", log),
+            )
         if "memory" in groups:
             for n in plan["memory"]:
                 res = attempt(
@@ -476,6 +542,18 @@ def _run_store(
                     rate=1000 / (0.5 * main_lifetime),
                 ),
             )
+        entry["bare_floor"] = attempt(
+            f"{name}: bare aiohttp floor, {count} rotations x {plan['floor_repeats']}",
+            lambda: cases.run_bare_floor(
+                adapter,
+                wd / "bare-floor",
+                log,
+                lifetime=main_lifetime,
+                keys=min(200, count // 2),
+                count=count,
+                repeats=plan["floor_repeats"],
+            ),
+        )
     if "naive" in groups:
         runs, repeats = plan["naive"]
         entry["naive"] = attempt(

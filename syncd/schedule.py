@@ -14,20 +14,38 @@ and the engine's own ``running`` flag decides (a run that finds its credential
 still running returns, and the running one arms the next run when it ends). As
 a second line, :func:`is_lost` lets a periodic watchdog find a credential whose
 planned run is overdue while no job is armed for it and nothing runs it.
+
+A reschedule is cheap, because one happens after every run: each credential keeps
+one job for its whole life, whose trigger parks it far in the future once it has
+fired, and arming it only moves its next run time (no new ``Job``, no
+``inspect.signature`` check, no replace). :class:`LoopScheduler` wakes itself with
+a plain ``call_soon`` when woken from the loop's own thread (APScheduler always
+writes to the loop's self-pipe), and coalesces the wake-ups of one loop turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 
-__all__ = ["UNBOUNDED_INSTANCES", "WATCHDOG_GRACE", "CredentialJobs", "Lost", "arm", "is_lost", "job_id"]
+__all__ = [
+    "UNBOUNDED_INSTANCES",
+    "WATCHDOG_GRACE",
+    "CredentialJobs",
+    "LoopScheduler",
+    "Lost",
+    "arm",
+    "is_lost",
+    "job_id",
+]
 
 #: APScheduler's per-job instance limit, set out of reach: the engine decides what runs.
 UNBOUNDED_INSTANCES = sys.maxsize
@@ -36,11 +54,15 @@ UNBOUNDED_INSTANCES = sys.maxsize
 #: loop makes runs late by milliseconds, rarely by a second; a lost run is late forever.
 WATCHDOG_GRACE = 5.0
 
-Runner = Callable[[str, float], Awaitable[None]]
+Runner = Callable[[str, float | None], Awaitable[None]]
 #: (name, planned next run, running) of a credential, as the watchdog sees it.
 Plan = tuple[str, float | None, bool]
 #: (name, planned next run, fire time of its job or None) of a credential off the schedule.
 Lost = tuple[str, float, float | None]
+
+#: Where a credential's job waits once it has fired and its run has not armed the next one yet:
+#: far enough that it never fires, so a run that never re-arms is found by the watchdog.
+PARKED = timedelta(days=365)
 
 
 def job_id(name: str) -> str:
@@ -81,24 +103,92 @@ def arm(
     )
 
 
+class LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """An ``AsyncIOScheduler`` whose wake-ups from the loop's own thread are one coalesced ``call_soon``.
+
+    APScheduler's wake-up is ``call_soon_threadsafe`` whatever the caller's thread (a write to
+    the loop's self-pipe and a read on the next turn), followed by a pass over the due jobs;
+    each re-armed credential paid for both. Wake-ups from another thread keep that path.
+    """
+
+    _wakeup_pending = False
+
+    def wakeup(self) -> None:
+        loop = self._eventloop
+        if loop is None:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:
+            loop.call_soon_threadsafe(self._wake_now)
+        elif not self._wakeup_pending:
+            self._wakeup_pending = True
+            loop.call_soon(self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wakeup_pending = False
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None and self._eventloop is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._wake_now)
+
+
+class _ParkAfterFiring(BaseTrigger):  # type: ignore[misc]
+    """The trigger of a credential's job: the engine sets each next run; after firing, the job is parked."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        return now + PARKED
+
+    def __str__(self) -> str:
+        return "armed by the engine"
+
+
 class CredentialJobs:
     """The scheduler's jobs for credentials: arm (or move), cancel, and look up a fire time."""
 
-    def __init__(self, scheduler: AsyncIOScheduler, run: Runner) -> None:
+    def __init__(self, scheduler: AsyncIOScheduler, run: Runner, *, prefix: str = "cred:") -> None:
         self.scheduler = scheduler
         self._run = run
+        self._prefix = prefix  # "cred:" for the runs (see job_id), "verify:" for the read-backs
+        self._trigger = _ParkAfterFiring()
+        self._planned: dict[str, float] = {}
+        self._tz: tzinfo = UTC
 
     def arm(self, name: str, when: float) -> None:
-        """Make ``when`` the credential's one next run (replacing any job it had)."""
-        arm(self.scheduler, job_id(name), self._run, [name, when], when)
+        """Make ``when`` the credential's one next run (moving its job, or adding it the first time)."""
+        self._planned[name] = when
+        job = self._prefix + name
+        run_at = datetime.fromtimestamp(when, self._tz)
+        if self.scheduler.get_job(job) is not None:
+            self.scheduler.modify_job(job, next_run_time=run_at)
+            return
+        self.scheduler.add_job(
+            self._fire,
+            self._trigger,
+            args=[name],
+            id=job,
+            next_run_time=run_at,
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=UNBOUNDED_INSTANCES,
+        )
+
+    async def _fire(self, name: str) -> None:
+        await self._run(name, self._planned.get(name))
 
     def cancel(self, name: str) -> None:
+        self._planned.pop(name, None)
         with contextlib.suppress(JobLookupError):
-            self.scheduler.remove_job(job_id(name))
+            self.scheduler.remove_job(self._prefix + name)
 
     def armed_at(self, name: str) -> float | None:
         """The fire time of the credential's job, or None when it has none."""
-        job = self.scheduler.get_job(job_id(name))
+        job = self.scheduler.get_job(self._prefix + name)
         when = getattr(job, "next_run_time", None) if job is not None else None
         return when.timestamp() if isinstance(when, datetime) else None
 

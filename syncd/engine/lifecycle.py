@@ -60,6 +60,7 @@ class Engine:
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self.jobs: schedule.CredentialJobs | None = None
+        self.verify_jobs: schedule.CredentialJobs | None = None  # read-backs between runs, one job each
         self.watchdog_grace = schedule.WATCHDOG_GRACE
         self._stopping = False
         self.started_at = clock()
@@ -161,6 +162,8 @@ class Engine:
     def _remove_job(self, name: str) -> None:
         if self.jobs is not None:
             self.jobs.cancel(name)
+        if self.verify_jobs is not None:
+            self.verify_jobs.cancel(name)
 
     def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
         self.rotation.set_token(st, payload)
@@ -170,15 +173,15 @@ class Engine:
 
     # ------------------------------------------------------------------ read-back between runs
 
-    def _schedule_verify(self, st: CredentialState) -> None:
+    def _schedule_verify(self, st: CredentialState, not_before: float = 0.0) -> None:
         """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
         due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
-        if self.scheduler is None or self._stopping or not due:
+        if self.verify_jobs is None or self._stopping or not due:
             return
         # The job re-arms itself as its last step; st.verifying keeps the reads serial.
-        schedule.arm(self.scheduler, f"verify:{st.name}", self._verify_job, [st.name], min(due))
+        self.verify_jobs.arm(st.name, max(min(due), not_before))
 
-    async def _verify_job(self, name: str) -> None:
+    async def _verify_job(self, name: str, planned: float | None = None) -> None:
         st = self.credentials.get(name)
         if st is None or self._stopping or st.verifying:
             return  # an instance in progress re-adds the job when it is done
@@ -194,7 +197,10 @@ class Engine:
                 st.verifying = False
             if lost and not st.running and self.credentials.get(name) is st:
                 self._schedule(st)  # a target lost its token: the run writes it again now
-        self._schedule_verify(st)
+        # A read-back that was not due when the job fired (its target does not hold the held token, or
+        # that token expired) keeps its past verify_at: re-armed at that time, the job would fire again
+        # at once, over and over, and starve the event loop (seen at 100,000 credentials in start-up).
+        self._schedule_verify(st, not_before=self.clock() + verify.MIN_VERIFY_GAP)
 
     # ------------------------------------------------------------------ start
 
@@ -202,9 +208,11 @@ class Engine:
         """Adopt stored tokens, then schedule every credential. Call inside the running loop."""
         if not self.stores:
             self.setup()
-        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        defaults = {"misfire_grace_time": None, "coalesce": True}
+        self.scheduler = schedule.LoopScheduler(timezone=UTC, job_defaults=defaults)
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
+        self.verify_jobs = schedule.CredentialJobs(self.scheduler, self._verify_job, prefix="verify:")
         self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
         await self._start_credentials(list(self.credentials.values()))

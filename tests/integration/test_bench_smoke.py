@@ -1,7 +1,8 @@
 """The benchmark harness (``python -m bench``, ``make bench``) still runs end to end.
 
 ``python -m bench --smoke`` runs every case of the full run (each store's loaded daemon, idle start-up and
-adoption, floor and paced floor, the naive script, the real and fake IdP, the three "what would fix it"
+adoption, floor, paced floor and bare aiohttp floor, the naive script, the 100,000-credential case and the
+soak at tiny sizes, the real and fake IdP, the three "what would fix it"
 variants including ``--patch timers``, py-spy, the /metrics scrape phase, the micro-measurements with the
 redaction-registry bound check) for a second or two at tiny sizes, against the real servers the harness
 starts itself. This test asserts only that every case completed and produced its figures; it never looks at
@@ -119,12 +120,18 @@ def test_smoke_run_completes_every_case_with_its_figures(tmp_path: Path) -> None
         for case in entry["active"]:
             _assert_active(case, f"{name} {case['spec']['label']}")
         assert _number(entry["floor"]["cpu_per_rotation_ms"]), f"{name}: floor = {entry['floor']!r}"
+        assert _number(entry["bare_floor"]["cpu_per_rotation_ms"]), f"{name}: bare floor = {entry['bare_floor']!r}"
         assert _number(entry["naive"]["cpu_per_rotation_ms"]), f"{name}: naive = {entry['naive']!r}"
     file_entry, bao = results["stores"]["file"], results["stores"]["openbao"]
     scaled = file_entry["active"][-1]
     assert "error" not in scaled["profile"], f"py-spy: {scaled['profile']!r}"
     assert scaled["scraped"]["scrapes"] >= 2, f"scrape phase: {scaled['scraped']!r}"
     assert _number(file_entry["floor_paced"]["cpu_per_rotation_ms"]), file_entry["floor_paced"]
+    _assert_active(file_entry["large"], "file large")
+    soaked = file_entry["soak"]
+    assert soaked["rotations"] > 0 and soaked["scrapes"] >= 2, f"soak: {soaked!r}"
+    assert len(soaked["rss_samples"]) >= 6 and len(soaked["windows_mb_per_h"]) == 3, f"soak: {soaked!r}"
+    assert soaked["reader"].get("reads", 0) > 0 and soaked["exit_code"] == 0, f"soak: {soaked!r}"
     for name, entry in (("file", file_entry), ("openbao", bao)):  # idle memory, adoption
         assert entry["startup"], f"{name}: no start-up case"
         for case in entry["startup"]:

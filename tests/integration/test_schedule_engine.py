@@ -168,7 +168,10 @@ async def test_watchdog_rearms_a_credential_whose_job_was_removed(oidc_server, t
     try:
         await until(lambda: store.written.get("calm.json"), 15, "first write")
         assert engine.scheduler is not None
-        await until(lambda: engine.scheduler.get_job("cred:calm") is not None, 5, "the next run armed")
+        assert engine.jobs is not None
+        # The credential's job lives on between runs, parked far ahead while a run is in flight:
+        # wait until the run has moved it to its next refresh.
+        await until(lambda: (engine.jobs.armed_at("calm") or 1e18) < time.time() + 3600, 5, "the next run armed")
         engine.scheduler.remove_job("cred:calm")
         before = len(set(store.written["calm.json"]))
         await until(lambda: events("schedule_rearmed"), 15, "schedule_rearmed")

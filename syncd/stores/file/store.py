@@ -70,6 +70,9 @@ class FileStore:
         # thread may still use one and a closed number could be reused by an unrelated open.
         self._retired: list[int] = []
         self._planned_directory = False  # the directory's own findings are given once per store
+        # Checked paths per key: keys come from the configuration (a bounded set), and every write
+        # asked twice. Only the check and the join are kept; nothing here touches the disk.
+        self._paths: dict[str, Path] = {}
 
     @classmethod
     def from_config(cls, name: str, config: StoreConfig) -> FileStore:
@@ -83,10 +86,14 @@ class FileStore:
 
     def path_for(self, key: str) -> Path:
         """The path ``key`` names (for messages and ``location``); a key that escapes is refused."""
+        path = self._paths.get(key)
+        if path is not None:
+            return path
         problem = key_problem(key)
         if problem is not None:
             raise FatalStoreError(f"store {self.name!r}: key {key!r} {problem}")
-        return self.directory / key
+        path = self._paths[key] = self.directory / key
+        return path
 
     @staticmethod
     def sidecar_for(path: Path) -> Path:
