@@ -971,7 +971,9 @@ def test_alerts_use_the_probe_series_when_it_runs(with_probe):
         assert 'syncd_probe_target_expiry_timestamp_seconds{job="syncd-tokens-probe",namespace="payments"}' in expr
         assert "syncd_probe_target_lifetime_seconds" in expr
         # The daemon's view only for targets the probe does not report.
-        assert "unless on (namespace, credential, target) max by (namespace, job, credential, target) (syncd_probe" in expr
+        assert (
+            "unless on (namespace, credential, target) max by (namespace, job, credential, target) (syncd_probe" in expr
+        )
     # What only the daemon knows stays on the daemon's series.
     assert "syncd_probe" not in rules["SyncdRotationFailing"]["expr"] + rules["SyncdAbsent"]["expr"]
 

@@ -16,8 +16,13 @@ from tests.helpers import SYNCD
 def test_inspect_ssm_json_and_raw(moto_server, aws_env, tmp_path):
     ssm = boto3.client("ssm", endpoint_url=moto_server.endpoint_url, region_name="eu-west-1")
     now = time.time()
-    fresh = TokenPayload(credential="calm", access_token=SecretStr("tok-inspect-1234567890"), issued_at=now,
-                         expires_at=now + 300, refresh_after=now + 150)
+    fresh = TokenPayload(
+        credential="calm",
+        access_token=SecretStr("tok-inspect-1234567890"),
+        issued_at=now,
+        expires_at=now + 300,
+        refresh_after=now + 150,
+    )
     ssm.put_parameter(Name="/inspect/calm", Value=fresh.to_json(), Type="SecureString", Overwrite=True)
     ssm.put_parameter(Name="/inspect/calm-raw", Value="tok-inspect-1234567890", Type="SecureString", Overwrite=True)
     cfg = tmp_path / "c.toml"

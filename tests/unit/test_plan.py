@@ -12,8 +12,12 @@ def _config(n: int, lifetime: str, store: dict, min_remaining: str = "30s"):
             "defaults": {"token_lifetime": lifetime, "min_remaining": min_remaining},
             "stores": {"ssm": store},
             "credentials": [
-                {"name": f"c{i}", "client_id": "x", "client_secret": {"env": "X"},
-                 "targets": [{"store": "ssm", "key": f"/vgs/c{i}"}]}
+                {
+                    "name": f"c{i}",
+                    "client_id": "x",
+                    "client_secret": {"env": "X"},
+                    "targets": [{"store": "ssm", "key": f"/vgs/c{i}"}],
+                }
                 for i in range(n)
             ],
         }
@@ -27,13 +31,17 @@ def test_fleet_exceeding_store_write_rate_is_an_error():
     errors = [f for f in findings if f.level == "error" and f.subject == "stores.ssm.max_writes_per_second"]
     assert len(errors) == 1 and "writes/s" in errors[0].message and errors[0].fix
     # 100 credentials need ~0.67/s: fine
-    assert not [f for f in plan_findings(_config(100, "5m", ssm), {}) if f.subject == "stores.ssm.max_writes_per_second"]
+    assert not [
+        f for f in plan_findings(_config(100, "5m", ssm), {}) if f.subject == "stores.ssm.max_writes_per_second"
+    ]
     # near the limit: a warning, not an error
     near = plan_findings(_config(400, "5m", ssm), {})
     assert [f.level for f in near if f.subject == "stores.ssm.max_writes_per_second"] == ["warning"]
     # raising the limit (higher throughput) clears it
     fast = {**ssm, "max_writes_per_second": 10}
-    assert not [f for f in plan_findings(_config(1000, "5m", fast), {}) if f.subject == "stores.ssm.max_writes_per_second"]
+    assert not [
+        f for f in plan_findings(_config(1000, "5m", fast), {}) if f.subject == "stores.ssm.max_writes_per_second"
+    ]
 
 
 def test_min_remaining_longer_than_lifetime_is_flagged():
@@ -47,12 +55,22 @@ def test_min_remaining_longer_than_lifetime_is_flagged():
 def test_aws_stores_in_one_region_share_the_write_quota():
     data = {
         "defaults": {"token_lifetime": "5m"},
-        "stores": {"a": {"type": "aws-ssm", "region": "eu-west-1"}, "b": {"type": "aws-ssm", "region": "eu-west-1"},
-                   "c": {"type": "aws-ssm", "region": "us-east-1"}},
+        "stores": {
+            "a": {"type": "aws-ssm", "region": "eu-west-1"},
+            "b": {"type": "aws-ssm", "region": "eu-west-1"},
+            "c": {"type": "aws-ssm", "region": "us-east-1"},
+        },
         "credentials": [
-            {"name": f"c{i}", "client_id": "x", "client_secret": {"env": "X"},
-             "targets": [{"store": "a", "key": f"/a/c{i}"}, {"store": "b", "key": f"/b/c{i}"},
-                         {"store": "c", "key": f"/c/c{i}"}]}
+            {
+                "name": f"c{i}",
+                "client_id": "x",
+                "client_secret": {"env": "X"},
+                "targets": [
+                    {"store": "a", "key": f"/a/c{i}"},
+                    {"store": "b", "key": f"/b/c{i}"},
+                    {"store": "c", "key": f"/c/c{i}"},
+                ],
+            }
             for i in range(250)
         ],
     }
