@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from syncd import logs, policy
-from syncd.engine.rotation import Rotation
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
 from syncd.stores.batch import ReadResult, read_many
+
+if TYPE_CHECKING:  # rotation imports takeover, which judges stored payloads with `trusted` here
+    from syncd.engine.rotation import Rotation
 
 log = logs.get_logger("syncd.engine")
 
@@ -77,6 +80,33 @@ async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list
     return results
 
 
+def trusted(rotation: Rotation, st: CredentialState, ts: TargetState, payload: TokenPayload) -> bool:
+    """May ``st`` adopt what ``ts`` holds? Another credential's payload or an implausible one is refused
+    (logged with ``action="will overwrite"``): never served, never copied to the other targets, and
+    the next write overwrites it."""
+    if payload.credential != st.name:
+        log.warning(
+            "adopt_foreign",
+            credential=st.name,
+            target=ts.label,
+            stored_credential=payload.credential,
+            action="will overwrite",
+        )
+        return False
+    reason = rotation.implausible(st, payload)
+    if reason is not None:
+        log.warning(
+            "adopt_refused",
+            credential=st.name,
+            target=ts.label,
+            stored_fingerprint=payload.fingerprint,
+            reason=reason,
+            action="will overwrite",
+        )
+        return False
+    return True
+
+
 def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[TokenPayload | None]) -> None:
     """Hold the best token ``st``'s targets hold (``payloads``: one per target, None when unread or empty)."""
     now = rotation.clock()
@@ -84,26 +114,7 @@ def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[Toke
     for ts, payload in zip(st.targets, payloads, strict=True):
         if payload is None:
             continue
-        if payload.credential != st.name:
-            log.warning(
-                "adopt_foreign",
-                credential=st.name,
-                target=ts.label,
-                stored_credential=payload.credential,
-                action="will overwrite",
-            )
-            continue
-        reason = rotation.implausible(st, payload)
-        if reason is not None:
-            # Never served, never copied to the other targets: the first mint overwrites it.
-            log.warning(
-                "adopt_refused",
-                credential=st.name,
-                target=ts.label,
-                stored_fingerprint=payload.fingerprint,
-                reason=reason,
-                action="will overwrite",
-            )
+        if not trusted(rotation, st, ts, payload):
             continue
         if not payload.expired(now):
             ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from syncd import logs
 from syncd.config import Config
 from syncd.engine import decide
+from syncd.engine.adopt import trusted
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
 from syncd.replicas.ranking import POD_LOCAL_STORES, effective_takeover_delay
@@ -60,19 +61,9 @@ async def follow(rotation: Rotation, st: CredentialState) -> bool:
     for ts, (ok, payload) in zip(st.targets, reads, strict=True):
         if not ok:
             continue
-        reason = _refused(rotation, st, payload)
-        if payload is None or reason is not None:
+        if payload is None or not trusted(rotation, st, ts, payload):
             # Nothing of ours there (gone, another credential's, untrusted): the write pass fills it.
             ts.stored_fingerprint = ts.stored_expires_at = None
-            if payload is not None:
-                log.warning(
-                    "adopt_refused",
-                    credential=st.name,
-                    target=ts.label,
-                    stored_fingerprint=payload.fingerprint,
-                    reason=reason,
-                    action="will overwrite",
-                )
             continue
         # What the target really holds: the write pass copies the token held to the others.
         ts.stored_fingerprint, ts.stored_expires_at = payload.fingerprint, payload.expires_at
@@ -102,14 +93,6 @@ async def follow(rotation: Rotation, st: CredentialState) -> bool:
         mint=step.mint,
     )
     return step.mint
-
-
-def _refused(rotation: Rotation, st: CredentialState, payload: TokenPayload | None) -> str | None:
-    if payload is None:
-        return None
-    if payload.credential != st.name:
-        return f"it names credential {payload.credential!r}"
-    return rotation.implausible(st, payload)
 
 
 async def _read(st: CredentialState, ts: TargetState) -> tuple[bool, TokenPayload | None]:
