@@ -203,11 +203,11 @@ CATEGORIES: list[tuple[str, str]] = [
     ("httpcore/", "HTTP client (httpx/httpcore/h11)"),
     ("httpx/", "HTTP client (httpx/httpcore/h11)"),
     ("anyio/", "HTTP client (httpx/httpcore/h11)"),
-    # aiohttp's client side carries syncd's token requests (syncd/http_transport.py); its parser and
+    # aiohttp's client side carries syncd's token requests (syncd/oauth/transport.py); its parser and
     # streams are shared with the server and stay charged to it below.
     ("aiohttp/client", "HTTP client (httpx/httpcore/h11)"),
     ("aiohttp/connector.py", "HTTP client (httpx/httpcore/h11)"),
-    ("syncd/http_transport.py", "HTTP client (httpx/httpcore/h11)"),
+    ("syncd/oauth/transport.py", "HTTP client (httpx/httpcore/h11)"),
     ("syncd/oauth/", "mint: request/response handling (syncd.oauth)"),
     ("hvac/", "store SDK (hvac/requests/urllib3)"),
     ("requests/", "store SDK (hvac/requests/urllib3)"),

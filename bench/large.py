@@ -197,7 +197,7 @@ def soak_section(results: dict[str, Any]) -> str:
 
 ROUND2_CHANGES = """The changes of this round, each measured before and after in one run (file store, 1,000 x 30 s):
 
-- **Token requests over aiohttp** (`syncd/http_transport.py`): `build_http_client` gives httpx an
+- **Token requests over aiohttp** (`syncd/oauth/transport.py`): `build_http_client` gives httpx an
   `AiohttpTransport`, so `mint` keeps httpx's API and every rule that lives in httpx and `oauth` (no redirects,
   the body cap read chunk by chunk, the `mint_timeout` deadline, redaction, content decoding, proxies from the
   environment on httpx's own transports), while httpcore's pool and anyio's cancel scopes are gone from the

@@ -8,7 +8,7 @@ import ssl
 import httpx
 
 from syncd import __version__
-from syncd.http_transport import AiohttpTransport
+from syncd.oauth.transport import AiohttpTransport
 
 
 def build_http_client(
@@ -28,7 +28,7 @@ def build_http_client(
     URL. HTTP/2 stays off: token requests are tiny and h2 adds a dependency and
     failure modes for no gain. Proxy settings from the environment are honoured
     (``HTTPS_PROXY``/``NO_PROXY``), as is ``SSL_CERT_FILE`` when no bundle is given.
-    Requests to origins without a proxy go through :class:`~syncd.http_transport.AiohttpTransport`.
+    Requests to origins without a proxy go through :class:`~syncd.oauth.transport.AiohttpTransport`.
     """
     if client_key is not None and client_cert is None:
         raise ValueError("client_key is set but client_cert is not: a TLS client key needs its certificate")

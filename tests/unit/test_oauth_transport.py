@@ -1,4 +1,4 @@
-"""syncd.http_transport through ``build_http_client`` and ``mint``, against a real local aiohttp server.
+"""syncd.oauth.transport through ``build_http_client`` and ``mint``, against a real local aiohttp server.
 
 The transport must keep what httpx's own transport gave ``mint``: the form and headers reach the server,
 redirects are not followed, the body cap stops reading, compressed bodies are decoded by httpx, and
