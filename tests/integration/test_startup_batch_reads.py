@@ -8,6 +8,8 @@ token and names the one target it could not read.
 
 from __future__ import annotations
 
+import io
+import sys
 import time
 import uuid
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from syncd import logs
 from syncd.config import AwsSecretsManagerStoreConfig, FileStoreConfig, TargetConfig, load_config
 from syncd.engine import Engine
 from syncd.payload import TokenPayload
@@ -115,7 +118,7 @@ async def test_secrets_manager_batch_reads_say_what_read_says(moto_server):
     await reader.aclose()
 
 
-async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch, capsys):
+async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
     n = 45
     cfg = load_config(
@@ -140,13 +143,16 @@ async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one
         await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-adopt-{i:04d}-abcdefghijkl"))
     (tmp_path / f"c{n - 1:02d}.json").mkdir()
     await seed.aclose()
+    # Logs to a buffer of this test's own: an earlier test in the same process may have sent them elsewhere.
+    buf = io.StringIO()
+    logs.configure("info", "json", stream=buf)
     engine = Engine(cfg)
-    await engine.start()
     try:
+        await engine.start()
         adopted = [st.name for st in engine.credentials.values() if st.adopted]
         assert len(adopted) == n - 1 and f"c{n - 1:02d}" not in adopted
     finally:
         await engine.stop()
-    out = capsys.readouterr()
-    logged = out.out + out.err
+        logs.configure("info", "json", stream=sys.__stderr__)
+    logged = buf.getvalue()
     assert "adopt_read" in logged and f"c{n - 1:02d}" in logged
