@@ -190,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma list of case groups: {', '.join(GROUPS)} (default: all)")
     ap.add_argument("--doc", action="store_true", help="write docs/ even for a quick or partial run")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/ (results JSON only)")
-    ap.add_argument("--report", type=Path, help="only re-render the doc from this results JSON")
+    ap.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="only re-render the doc from this results JSON, or from several partial runs merged (later groups win)",
+    )
     ap.add_argument("--window", type=float, help="override every measurement window (seconds)")
     ap.add_argument(
         "--soak",
@@ -208,9 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--smoke never writes docs/: its figures are meaningless (drop --doc)")
 
     if args.report:
-        results = json.loads(args.report.read_text())
-        report.write(results, ROOT / "docs", args.report)
-        print(f"wrote docs/benchmarks.md and docs/benchmarks-scaling.png from {args.report}")
+        parts = [json.loads(p.read_text()) for p in args.report]
+        source = args.report[0]
+        if len(parts) > 1:
+            results = report.merge(parts)
+            source = ROOT / "bench" / "results" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-merged.json"
+            source.write_text(json.dumps(results, indent=1, default=str))
+        else:
+            results = parts[0]
+        report.write(results, ROOT / "docs", source)
+        print(f"wrote docs/benchmarks.md and docs/benchmarks-scaling.png from {source.relative_to(ROOT)}")
         return 0
 
     stores = [s for s in args.stores.split(",") if s]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,18 @@ def _run(
             wd = workdir / f"replica{k}"
             wd.mkdir()
             procs.append(SyncdProcess(cfg, wd, port, env={"SYNCD_DAEMON__REPLICA": str(k)}))
-        for p in procs:
-            p.start()
+        # Started side by side, as a StatefulSet with parallel pod management starts its pods: one after the
+        # other, the last replica would come up N start-ups late, past seeds that were due meanwhile.
+        with ThreadPoolExecutor(len(procs)) as pool:
+            list(pool.map(lambda p: p.start(), procs))
         samplers = [Sampler(p.syncd_pid).start() for p in procs]
         started = max(analysis.ts(p.events_seen["started"]["timestamp"]) for p in procs)
+        adopted = min(int(p.events_seen["started"].get("adopted") or 0) for p in procs)
+        if adopted < n:
+            # Some seeds came due during a slow start-up and were minted at once, all together: wait one
+            # token lifetime, so those mints are spread by their own refresh schedule before measuring.
+            log(f"    a replica adopted {adopted} of {n} at start-up: settling {lifetime:g}s before measuring")
+            settle = max(settle, lifetime)
         w0 = max(time.time() + 1.0, started + settle, t_ref + JITTER * interval + 0.5)
         while time.time() < w0:
             time.sleep(0.01)
