@@ -95,8 +95,12 @@ def replica_findings(config: Config) -> list[Finding]:
         return []
     late: list[tuple[str, CredentialPlan, float]] = []
     local: list[str] = []
+    hasty: list[tuple[str, CredentialPlan]] = []
+    mint_timeout = config.daemon.mint_timeout
     for cred in config.credentials:
         plan = credential_plan(cred, config, replicas)
+        if not plan.minted_by_every_replica and plan.delay < mint_timeout:
+            hasty.append((cred.name, plan))
         # A credential every replica mints for its own pod has no followers to wait for.
         if plan.late and not plan.minted_by_every_replica:
             lifetime = cred.token_lifetime_for(config.defaults)
@@ -121,6 +125,21 @@ def replica_findings(config: Config) -> list[Finding]:
                 f"{plan.last_wake:g}s after issue, after the refresh deadline ({plan.deadline:g}s: expires_at - "
                 f"min_remaining for the expected token_lifetime) of {_names([n for n, _, _ in late])}",
                 fix,
+            )
+        )
+    if hasty:
+        # Not an error: tokens stay fresh. But rank 1 wakes while rank 0 may still be waiting for a
+        # slow IdP, finds nothing fresher, and mints too: a slow IdP gets more load, not less.
+        _, plan = min(hasty, key=lambda item: item[1].delay)
+        findings.append(
+            Finding(
+                "warning",
+                "daemon.takeover_delay",
+                f"a takeover delay of {plan.delay:g}s is shorter than mint_timeout ({mint_timeout:g}s) for "
+                f"{_names([n for n, _ in hasty])}: when the IdP answers slower than the delay, a follower wakes "
+                f"while rank 0's mint is still in flight and mints too (up to {replicas}x the IdP's load)",
+                f"set [daemon] takeover_delay above {mint_timeout:g}s if the deadline allows, or lower "
+                "[daemon] mint_timeout to the IdP's slowest normal answer",
             )
         )
     if local:

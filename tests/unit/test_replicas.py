@@ -238,6 +238,32 @@ def test_pod_local_credentials_are_a_note_not_a_refusal() -> None:
     assert len(errors) == 1 and "'c1'" in errors[0].message and "'c0'" not in errors[0].message
 
 
+@pytest.mark.parametrize(
+    ("daemon", "defaults", "warned"),
+    [
+        ({"replicas": 3}, {}, False),  # auto: 30 s > the default mint_timeout of 10 s
+        ({"replicas": 3}, {"token_lifetime": "60s", "min_remaining": "5s"}, True),  # auto: 6 s < 10 s
+        ({"replicas": 3, "mint_timeout": "5s"}, {"token_lifetime": "60s", "min_remaining": "5s"}, False),
+        ({"replicas": 3, "takeover_delay": "10s"}, {}, False),  # equal: the mint has given up by then
+        ({"replicas": 1, "takeover_delay": "1s"}, {}, False),  # one replica: no follower
+    ],
+)
+def test_plan_warns_of_a_takeover_delay_below_mint_timeout(
+    daemon: dict[str, Any], defaults: dict[str, Any], warned: bool
+) -> None:
+    findings = replica_findings(_config({"replica": 0, **daemon}, **defaults))
+    warnings = [f for f in findings if f.level == "warning"]
+    assert bool(warnings) == warned, findings
+    if warned:
+        assert warnings[0].subject == "daemon.takeover_delay" and "'c0'" in warnings[0].message
+        assert "mint_timeout (10s)" in warnings[0].message and "above 10s" in (warnings[0].fix or "")
+
+
+def test_pod_local_credentials_get_no_takeover_warning() -> None:
+    cfg = _config({"replicas": 3, "replica": 0, "takeover_delay": "1s"}, {"store": "local", "key": "a.json"})
+    assert [f.level for f in replica_findings(cfg)] == ["info"]
+
+
 def test_plan_totals_do_not_multiply_shared_writes() -> None:
     cfg = _config({"replicas": 3, "replica": 0}, {"store": "sm", "key": "a"}, {"store": "local", "key": "b.json"})
     w1, r1, v1 = plan_totals(cfg, 1)
