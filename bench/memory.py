@@ -1,0 +1,175 @@
+"""The Python heap one credential costs, by component and by allocating module (tracemalloc).
+
+Builds N one-target file-store credentials' worth of daemon state in this process, step by
+step as the daemon holds it, and takes a tracemalloc snapshot after each step:
+
+* config: ``load_config`` of a generated file (what stays alive is the loaded ``Config``);
+* engine state: ``Engine.setup`` (stores, one ``CredentialState`` and its targets per credential);
+* Prometheus series: every per-credential series the daemon keeps (``init_credential`` and the
+  gauges a rotation sets), as one credential shows them after its first good run;
+* scheduler jobs: one run job and one read-back job per credential, as the engine keeps them;
+* held token: the ``TokenPayload`` of a ~1 KB JWT per credential.
+
+Each step's growth is divided by N (KiB per credential) and split by the file that allocated it,
+so a cut can be aimed and its effect re-measured. One ``/metrics`` render is timed at the end
+(wall time of the join; target 2 wants <= 50 ms at 10,000 credentials).
+
+Usage: ``python -m bench.memory [-n 10000] [--top 6] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from bench.micro import _jwt
+
+FRAMES = 12  # deep enough to name the syncd frame behind an allocation inside a library
+
+
+def _write_config(n: int, tmp: Path) -> Path:
+    parts = ['[daemon]\nlisten = "127.0.0.1:0"\n', f'[stores.bench]\ntype = "file"\ndirectory = "{tmp}"\n']
+    for i in range(n):
+        parts.append(
+            f'[[credentials]]\nname = "c{i:06d}"\ntoken_url = "http://127.0.0.1:9/t"\nclient_id = "c{i:06d}"\n'
+            f'client_secret = "bench-secret-{i:06d}"\ntargets = [{{ store = "bench", key = "c{i:06d}.json" }}]\n'
+        )
+    path = tmp / "syncd.toml"
+    path.write_text("\n".join(parts))
+    path.chmod(0o600)
+    return path
+
+
+def _where(tb: tracemalloc.Traceback, root: str) -> str:
+    """The allocating module: the innermost syncd frame if any (a library allocating for syncd
+    is charged to the syncd line that asked), else the innermost frame's file."""
+    for frame in reversed(tb):  # tracemalloc's traceback: most recent call last once reversed
+        if frame.filename.startswith(root) and "/bench/" not in frame.filename:
+            return f"{frame.filename[len(root) :]}:{frame.lineno}"
+    frame = tb[-1] if tb else None
+    if frame is None:
+        return "?"
+    name = frame.filename
+    cut = name.find("site-packages/")
+    return name[cut + len("site-packages/") :] if cut >= 0 else name
+
+
+class Steps:
+    def __init__(self, n: int, root: str) -> None:
+        self.n = n
+        self.root = root
+        self.out: dict[str, dict[str, Any]] = {}
+        gc.collect()
+        self.snap = tracemalloc.take_snapshot()
+
+    def done(self, name: str) -> None:
+        gc.collect()
+        snap = tracemalloc.take_snapshot()
+        by_site: dict[str, int] = defaultdict(int)
+        for stat in snap.compare_to(self.snap, "traceback"):
+            by_site[_where(stat.traceback, self.root)] += stat.size_diff
+        total = sum(by_site.values())
+        sites = sorted(by_site.items(), key=lambda kv: -kv[1])
+        self.out[name] = {
+            "kib": round(total / self.n / 1024, 3),
+            "sites": [(site, round(size / self.n / 1024, 3)) for site, size in sites if abs(size) >= self.n * 16],
+        }
+        self.snap = snap
+
+
+def measure(n: int) -> dict[str, Any]:
+    import syncd
+    from syncd.config import load_config
+    from syncd.engine import Engine
+    from syncd.engine.report import publish
+    from syncd.payload import TokenPayload
+    from syncd.schedule import CredentialJobs, LoopScheduler
+
+    root = str(Path(syncd.__file__).parent.parent) + "/"
+    tmp = Path(tempfile.mkdtemp(prefix="syncd-memory-"))
+    cfg_path = _write_config(n, tmp)
+    tracemalloc.start(FRAMES)
+    steps = Steps(n, root)
+    config = load_config(cfg_path)
+    steps.done("config")
+    engine = Engine(config)
+    engine.setup()
+    steps.done("engine state")
+    now = time.time()
+    for st in engine.credentials.values():
+        labels = [ts.label for ts in st.targets]
+        engine.metrics.init_credential(st.name, labels)
+        # What a first good run leaves: every gauge set, the ok counters counted once.
+        st.token = TokenPayload(st.name, _secret("x"), now, now + 1200, now + 600)
+        for ts in st.targets:
+            ts.stored_expires_at, ts.last_success = now + 1200, now
+            engine.metrics.writes.labels(credential=st.name, target=ts.label, outcome="ok").inc()
+        engine.metrics.mints.labels(credential=st.name, outcome="ok").inc()
+        engine.metrics.next_refresh.labels(credential=st.name).set(now + 600)
+        publish(engine.metrics, st)
+        st.token = None
+    steps.done("Prometheus series")
+
+    async def jobs() -> None:
+        sched = LoopScheduler(timezone=UTC)
+        sched.start(paused=True)
+        runs = CredentialJobs(sched, engine.run_credential)
+        reads = CredentialJobs(sched, engine._verify_job, prefix="verify:")
+        far = time.time() + 3600
+        for name in engine.credentials:
+            runs.arm(name, far)
+            reads.arm(name, far)
+        steps.done("scheduler jobs (run + read-back)")
+        sched.shutdown(wait=False)
+
+    asyncio.run(jobs())
+    gc.collect()
+    steps.snap = tracemalloc.take_snapshot()  # the jobs are gone again
+    for i, st in enumerate(engine.credentials.values()):
+        st.token = TokenPayload(st.name, _secret(_jwt(i)), now, now + 1200, now + 600)
+    steps.done("held token (~1 KB JWT)")
+    tracemalloc.stop()
+    scrape = []
+    for _ in range(5):
+        t = time.perf_counter()
+        engine.metrics.render()
+        scrape.append((time.perf_counter() - t) * 1000)
+    size = len(engine.metrics.render())
+    total = round(sum(s["kib"] for s in steps.out.values()), 2)
+    return {"n": n, "kib_per_credential": total, "components": steps.out, "render_ms": sorted(scrape)[2], "bytes": size}
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("--top", type=int, default=6, help="allocating sites shown per component")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    res = measure(args.n)
+    print(f"{res['n']:,} credentials: {res['kib_per_credential']:.2f} KiB per credential (Python heap)")
+    for name, comp in res["components"].items():
+        print(f"  {name:36s} {comp['kib']:6.2f} KiB")
+        for site, kib in comp["sites"][: args.top]:
+            print(f"      {kib:6.2f}  {site}")
+    print(f"/metrics render (median of 5): {res['render_ms']:.1f} ms, {res['bytes'] / 1024:,.0f} KiB")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
