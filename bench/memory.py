@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.micro import _jwt
 
-FRAMES = 12  # deep enough to name the syncd frame behind an allocation inside a library
+FRAMES = 8  # deep enough to name the syncd frame behind an allocation inside a library (--frames)
 
 
 def _write_config(n: int, tmp: Path) -> Path:
@@ -86,7 +86,7 @@ class Steps:
         self.snap = snap
 
 
-def measure(n: int) -> dict[str, Any]:
+def measure(n: int, frames: int = FRAMES) -> dict[str, Any]:
     import syncd
     from syncd.config import load_config
     from syncd.engine import Engine
@@ -97,7 +97,7 @@ def measure(n: int) -> dict[str, Any]:
     root = str(Path(syncd.__file__).parent.parent) + "/"
     tmp = Path(tempfile.mkdtemp(prefix="syncd-memory-"))
     cfg_path = _write_config(n, tmp)
-    tracemalloc.start(FRAMES)
+    tracemalloc.start(frames)
     steps = Steps(n, root)
     config = load_config(cfg_path)
     steps.done("config")
@@ -158,9 +158,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--top", type=int, default=6, help="allocating sites shown per component")
+    ap.add_argument("--frames", type=int, default=FRAMES, help="traceback depth (fewer is faster at large n)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    res = measure(args.n)
+    res = measure(args.n, args.frames)
     print(f"{res['n']:,} credentials: {res['kib_per_credential']:.2f} KiB per credential (Python heap)")
     for name, comp in res["components"].items():
         print(f"  {name:36s} {comp['kib']:6.2f} KiB")

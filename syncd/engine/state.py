@@ -119,12 +119,20 @@ class CredentialState:
         """A new credential's state (no token yet), its targets on ``stores``."""
         return cls(
             cfg=cfg,
-            policy=cfg.policy(defaults),
+            policy=_shared(cfg.policy(defaults)),
             lifetime_fallback=cfg.lifetime_fallback_for(defaults),
             max_lifetime=cfg.max_lifetime_for(defaults),
             verify_interval=cfg.verify_interval_for(defaults),
             targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
         )
+
+
+#: Credentials with the same refresh policy share one (frozen) record of it.
+_POLICIES: dict[policy.RefreshPolicy, policy.RefreshPolicy] = {}
+
+
+def _shared(rp: policy.RefreshPolicy) -> policy.RefreshPolicy:
+    return _POLICIES.setdefault(rp, rp)
 
 
 @dataclass
