@@ -6,7 +6,6 @@ change these; the decisions (`syncd.engine.decide`) only read the values they ar
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -66,7 +65,7 @@ class TargetState:
     missing_since: float | None = None
 
     def __post_init__(self) -> None:
-        self.label = sys.intern(self.cfg.label)
+        self.label = self.cfg.label
 
     def holds(self, token: TokenPayload) -> bool:
         """Whether this target already has ``token`` with its expiry (see `holds_token`)."""
