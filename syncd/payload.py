@@ -64,7 +64,7 @@ def from_rfc3339(value: str) -> float:
     return dt.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenPayload:
     """What syncd writes for one credential. ``repr`` never shows the token."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -31,6 +32,11 @@ class TargetConfig(_Model):
     format: Literal["json", "raw"] = "json"
     mode: FileMode | None = None  # file store only
     slots: int | Literal["auto"] | None = None  # aws-secretsmanager only
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        return sys.intern(v)  # one string per store name, not one per target
 
     @field_validator("slots")
     @classmethod
@@ -118,7 +124,7 @@ class CredentialConfig(_Model):
     def _token_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+/\S*$", v):
             raise ValueError(f"{v!r} is not an http(s) URL of a token endpoint")
-        return v
+        return sys.intern(v)  # most credentials share a few token endpoints: one string each
 
     @field_validator("extra_params")
     @classmethod

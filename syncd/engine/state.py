@@ -6,7 +6,6 @@ change these; the decisions (`syncd.engine.decide`) only read the values they ar
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,10 +33,26 @@ def error_view(exc: BaseException) -> dict[str, Any]:
     return out
 
 
-@dataclass
+class Retired(list[str]):
+    """The replaced token values a credential still redacts, oldest first (a handful at most).
+
+    A list with ``popleft``: an empty one costs 56 bytes where a deque allocates a 600-byte
+    block up front, once per credential."""
+
+    __slots__ = ()
+
+    def popleft(self) -> str:
+        return self.pop(0)
+
+
+# Slots: a credential's state has more fields than CPython shares the keys of in an instance
+# dict (30), so with a __dict__ each one cost ~2 KiB; at 100,000 credentials that counts.
+@dataclass(slots=True)
 class TargetState:
     cfg: TargetConfig
     store: Store
+    #: ``<store>:<key>``, the ``target`` metric label: one string per target, shared by its series.
+    label: str = field(init=False)
     stored_fingerprint: str | None = None
     stored_expires_at: float | None = None
     last_success: float | None = None
@@ -49,16 +64,15 @@ class TargetState:
     missing: str | None = None  # why the last read-back did not find our token there
     missing_since: float | None = None
 
-    @property
-    def label(self) -> str:
-        return self.cfg.label
+    def __post_init__(self) -> None:
+        self.label = self.cfg.label
 
     def holds(self, token: TokenPayload) -> bool:
         """Whether this target already has ``token`` with its expiry (see `holds_token`)."""
         return holds_token(self.stored_fingerprint, self.stored_expires_at, token)
 
 
-@dataclass
+@dataclass(slots=True)
 class CredentialState:
     cfg: CredentialConfig
     policy: policy.RefreshPolicy
@@ -87,7 +101,7 @@ class CredentialState:
     minted_with: str | None = None  # identity digest of the held token's mint (syncd.identity)
     rearmed: int = 0  # times the watchdog found the credential off the schedule
     last_rearmed: float | None = None
-    retired: deque[str] = field(default_factory=deque)  # replaced token values, still redacted
+    retired: Retired = field(default_factory=Retired)  # replaced token values, still redacted
     # Several replicas (docs/ha.md; set by syncd.engine.takeover.place).
     ranked: bool = False  # replicas share it through a shared target: refresh times are the stored payload's
     rank: int = 0  # 0 refreshes at refresh_after; rank k wakes k x takeover_delay later (decide.wake_at)
@@ -104,12 +118,20 @@ class CredentialState:
         """A new credential's state (no token yet), its targets on ``stores``."""
         return cls(
             cfg=cfg,
-            policy=cfg.policy(defaults),
+            policy=_shared(cfg.policy(defaults)),
             lifetime_fallback=cfg.lifetime_fallback_for(defaults),
             max_lifetime=cfg.max_lifetime_for(defaults),
             verify_interval=cfg.verify_interval_for(defaults),
             targets=[TargetState(cfg=t, store=stores[t.store]) for t in cfg.targets],
         )
+
+
+#: Credentials with the same refresh policy share one (frozen) record of it.
+_POLICIES: dict[policy.RefreshPolicy, policy.RefreshPolicy] = {}
+
+
+def _shared(rp: policy.RefreshPolicy) -> policy.RefreshPolicy:
+    return _POLICIES.setdefault(rp, rp)
 
 
 @dataclass
