@@ -58,6 +58,8 @@ _URL_PARAM_RE = re.compile(
 # same set lookup, instead of a linear scan per registered value.
 _CANDIDATE_RE = re.compile(r"[A-Za-z0-9._~+/=%-]{8,}")
 _REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=%-]+")
+# Characters no URL encoding changes: a value made only of them is its own every spelling.
+_UNRESERVED_RE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class _SecretRegistry:
@@ -75,6 +77,8 @@ class _SecretRegistry:
     def add(self, value: str) -> None:
         if not value or len(value) < 4:
             return  # too short to redact without mangling ordinary words
+        if value in self._regular and _UNRESERVED_RE.fullmatch(value):
+            return  # known, and all its spellings are itself (a client secret registered again at each mint)
         with self._lock:
             for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
                 if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
@@ -296,8 +300,36 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         logging.getLogger(name).setLevel(lvl if lvl == logging.DEBUG else logging.WARNING)
 
 
+class _Logger:
+    """structlog's lazy logger, bound once per logging configuration instead of at every call.
+
+    structlog's proxy (with ``cache_logger_on_first_use`` off, so that a new
+    ``configure`` or a test's ``capture_logs`` takes effect) builds a fresh bound
+    logger for every event. This keeps the one it built while the configuration
+    is the same objects, and builds again when any of them is replaced.
+    """
+
+    __slots__ = ("_bound", "_config", "_proxy")
+
+    def __init__(self, proxy: Any) -> None:
+        self._proxy = proxy
+        self._config: tuple[object, ...] = ()
+        self._bound: Any = None
+
+    def _current(self) -> Any:
+        cfg = structlog.get_config()
+        now = (cfg["processors"], cfg["logger_factory"], cfg["wrapper_class"], cfg["context_class"])
+        seen = self._config
+        if len(seen) != len(now) or any(a is not b for a, b in zip(seen, now, strict=True)):
+            self._bound, self._config = self._proxy.bind(), now
+        return self._bound
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)
+
+
 def get_logger(name: str = "syncd", **bind: Any) -> Any:
-    return structlog.get_logger(name, **bind)
+    return _Logger(structlog.get_logger(name, **bind))
 
 
 def error_fields(exc: BaseException) -> MutableMapping[str, Any]:
