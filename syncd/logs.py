@@ -80,7 +80,7 @@ class _SecretRegistry:
         if value in self._regular and _UNRESERVED_RE.fullmatch(value):
             return  # known, and all its spellings are itself (a client secret registered again at each mint)
         with self._lock:
-            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+            for variant in _spellings(value):
                 if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
                     if variant not in self._regular:
                         self._regular.add(variant)
@@ -90,7 +90,7 @@ class _SecretRegistry:
 
     def discard(self, value: str) -> None:
         with self._lock:
-            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+            for variant in _spellings(value):
                 if variant in self._regular:
                     self._regular.discard(variant)
                     self._count_length(len(variant), -1)
@@ -102,7 +102,9 @@ class _SecretRegistry:
             self._length_counts[length] = count
         else:
             self._length_counts.pop(length, None)
-        self._lengths = tuple(sorted(self._length_counts))
+        # Re-sorted only when a length appears or goes: a new token mostly has its predecessor's length.
+        if (count > 0) != (count - delta > 0):
+            self._lengths = tuple(sorted(self._length_counts))
 
     def __len__(self) -> int:
         return len(self._regular) + len(self._irregular)
@@ -117,6 +119,13 @@ class _SecretRegistry:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` as written and form- and percent-encoded (the same string when nothing needs encoding)."""
+    if _UNRESERVED_RE.fullmatch(value):
+        return {value}  # minted tokens (base64url, JWTs): quoting would return copies of the same text
+    return {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}
 
 
 _SEPARATOR_RE = re.compile(r"[=/+.%]")
@@ -300,36 +309,8 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         logging.getLogger(name).setLevel(lvl if lvl == logging.DEBUG else logging.WARNING)
 
 
-class _Logger:
-    """structlog's lazy logger, bound once per logging configuration instead of at every call.
-
-    structlog's proxy (with ``cache_logger_on_first_use`` off, so that a new
-    ``configure`` or a test's ``capture_logs`` takes effect) builds a fresh bound
-    logger for every event. This keeps the one it built while the configuration
-    is the same objects, and builds again when any of them is replaced.
-    """
-
-    __slots__ = ("_bound", "_config", "_proxy")
-
-    def __init__(self, proxy: Any) -> None:
-        self._proxy = proxy
-        self._config: tuple[object, ...] = ()
-        self._bound: Any = None
-
-    def _current(self) -> Any:
-        cfg = structlog.get_config()
-        now = (cfg["processors"], cfg["logger_factory"], cfg["wrapper_class"], cfg["context_class"])
-        seen = self._config
-        if len(seen) != len(now) or any(a is not b for a, b in zip(seen, now, strict=True)):
-            self._bound, self._config = self._proxy.bind(), now
-        return self._bound
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._current(), name)
-
-
 def get_logger(name: str = "syncd", **bind: Any) -> Any:
-    return _Logger(structlog.get_logger(name, **bind))
+    return structlog.get_logger(name, **bind)
 
 
 def error_fields(exc: BaseException) -> MutableMapping[str, Any]:
