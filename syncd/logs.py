@@ -58,6 +58,8 @@ _URL_PARAM_RE = re.compile(
 # same set lookup, instead of a linear scan per registered value.
 _CANDIDATE_RE = re.compile(r"[A-Za-z0-9._~+/=%-]{8,}")
 _REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=%-]+")
+# Characters no URL encoding changes: a value made only of them is its own every spelling.
+_UNRESERVED_RE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class _SecretRegistry:
@@ -75,8 +77,10 @@ class _SecretRegistry:
     def add(self, value: str) -> None:
         if not value or len(value) < 4:
             return  # too short to redact without mangling ordinary words
+        if value in self._regular and _UNRESERVED_RE.fullmatch(value):
+            return  # known, and all its spellings are itself (a client secret registered again at each mint)
         with self._lock:
-            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+            for variant in _spellings(value):
                 if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
                     if variant not in self._regular:
                         self._regular.add(variant)
@@ -86,7 +90,7 @@ class _SecretRegistry:
 
     def discard(self, value: str) -> None:
         with self._lock:
-            for variant in {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}:
+            for variant in _spellings(value):
                 if variant in self._regular:
                     self._regular.discard(variant)
                     self._count_length(len(variant), -1)
@@ -98,7 +102,9 @@ class _SecretRegistry:
             self._length_counts[length] = count
         else:
             self._length_counts.pop(length, None)
-        self._lengths = tuple(sorted(self._length_counts))
+        # Re-sorted only when a length appears or goes: a new token mostly has its predecessor's length.
+        if (count > 0) != (count - delta > 0):
+            self._lengths = tuple(sorted(self._length_counts))
 
     def __len__(self) -> int:
         return len(self._regular) + len(self._irregular)
@@ -113,6 +119,13 @@ class _SecretRegistry:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` as written and form- and percent-encoded (the same string when nothing needs encoding)."""
+    if _UNRESERVED_RE.fullmatch(value):
+        return {value}  # minted tokens (base64url, JWTs): quoting would return copies of the same text
+    return {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}
 
 
 _SEPARATOR_RE = re.compile(r"[=/+.%]")

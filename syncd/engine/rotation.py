@@ -291,7 +291,10 @@ class Rotation:
             ]
             if not pending:
                 return
-            results = await asyncio.gather(*(self._write_target(st, ts, token) for ts in pending))
+            if len(pending) == 1:  # the usual case: no task and gather for one write
+                results = [await self._write_target(st, pending[0], token)]
+            else:
+                results = await asyncio.gather(*(self._write_target(st, ts, token) for ts in pending))
             fresher = [p for p in results if p is not None]
             if not fresher:
                 return

@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 import httpx
 
 from syncd.oauth.answer import _interpret
+from syncd.oauth.http import parsed_url
 from syncd.oauth.model import (
     _ASSERTION_METHODS,
     _FATAL_RETRY_HINT,
@@ -164,8 +165,9 @@ async def _exchange(
     """Send the request and read at most MAX_BODY bytes; transport failures become MintErrors."""
     url = _display_url(req.token_url)
     issued_at = clock()
+    target = parsed_url(req.token_url)  # parsed once per URL, not at every mint
     try:
-        async with client.stream("POST", req.token_url, data=form, headers=headers, follow_redirects=False) as response:
+        async with client.stream("POST", target, data=form, headers=headers, follow_redirects=False) as response:
             body = await _read_capped(response)
             return issued_at, _Reply(
                 status=response.status_code,

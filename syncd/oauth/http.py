@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 
@@ -55,6 +56,9 @@ def build_http_client(
     )
 
 
+# Every mint asks for its origin twice (its client, its concurrency bound); the URLs come from the
+# config, so there are few of them, and parsing one costs more than the rest of the lookup.
+@functools.lru_cache(maxsize=4096)
 def endpoint_origin(url: str) -> str:
     """``scheme://host:port`` of a token endpoint: the unit mint concurrency is bounded by.
 
@@ -67,3 +71,16 @@ def endpoint_origin(url: str) -> str:
         return url
     port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
     return f"{parsed.scheme}://{parsed.host}:{port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_url(url: str) -> httpx.URL | str:
+    """``url`` parsed once for httpx (an ``httpx.URL`` is immutable, so one can serve every mint).
+
+    A URL httpx cannot parse is returned as given: the request then raises the
+    same error, at send time, that it would have raised without this cache.
+    """
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return url

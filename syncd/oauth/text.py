@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -151,6 +152,7 @@ def _clean(
     return logs.shorten(" ".join(cleaned.split()), limit, scrub=scrub)
 
 
+@functools.lru_cache(maxsize=4096)
 def _display_url(url: str) -> str:
     """The URL for messages: no userinfo, no secret query values, no control characters.
 
@@ -158,7 +160,8 @@ def _display_url(url: str) -> str:
     rather than dropped, so the operator still sees that the configured URL carries them.
     """
     # The URL comes from the config, not from a server: only its own credentials need
-    # hiding, and this runs on every mint, so skip the full scan for registered secrets.
+    # hiding, and this runs on every mint, so skip the full scan for registered secrets
+    # and keep the answer (a pure function of the configured URL).
     return _clean(url, 300, scrub=logs.scrub_url) or "''"
 
 
