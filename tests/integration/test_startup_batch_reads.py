@@ -9,6 +9,7 @@ every readable token and names the one target it could not read.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 import time
@@ -209,3 +210,57 @@ async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one
         logs.configure("info", "json", stream=sys.__stderr__)
     logged = buf.getvalue()
     assert "adopt_read" in logged and f"c{n - 1:02d}" in logged
+
+
+async def test_startup_lets_the_loop_turn_while_it_judges_and_schedules(tmp_path, monkeypatch):
+    """At 10,000 credentials judging and scheduling are seconds of CPU: /livez and the heartbeats run between."""
+    from syncd.engine import adopt, lifecycle
+
+    monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
+    monkeypatch.setattr(adopt, "YIELD_EVERY", 4)
+    monkeypatch.setattr(lifecycle, "YIELD_EVERY", 4)
+    n = 20
+    cfg = load_config(
+        data={
+            "daemon": {"listen": "127.0.0.1:0"},
+            "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
+            "credentials": [
+                {
+                    "name": f"c{i:02d}",
+                    "token_url": "http://127.0.0.1:9/token",
+                    "client_id": f"c{i:02d}",
+                    "client_secret": {"env": "BATCH_SECRET"},
+                    "token_lifetime": "1h",
+                    "targets": [{"store": "local", "key": f"c{i:02d}.json"}],
+                }
+                for i in range(n)
+            ],
+        }
+    )
+    seed = FileStore("seed", FileStoreConfig(type="file", directory=str(tmp_path)))
+    for i in range(n):
+        await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-turn-{i:04d}-abcdefghijkl"))
+    await seed.aclose()
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    judged: list[int] = []
+    scheduled: list[int] = []
+    real_adopt_found = adopt.adopt_found
+    monkeypatch.setattr(adopt, "adopt_found", lambda *a: (judged.append(turns), real_adopt_found(*a))[1])
+    engine = Engine(cfg)
+    real_schedule = engine._schedule
+    monkeypatch.setattr(engine, "_schedule", lambda st, at=None: (scheduled.append(turns), real_schedule(st, at))[1])
+    tick = asyncio.get_running_loop().create_task(ticker())
+    try:
+        await engine.start()
+    finally:
+        tick.cancel()
+        await engine.stop()
+    assert len(judged) == n and len(scheduled) == n
+    assert judged[-1] > judged[0] and scheduled[-1] > scheduled[0]
