@@ -31,6 +31,11 @@ log = logs.get_logger("syncd.engine")
 #: Targets of one store read together (Secrets Manager's BatchGetSecretValue takes 20 ids).
 BATCH = 20
 
+#: Credentials judged (or scheduled, `Engine._start_credentials`) between two turns of the event
+#: loop: 10,000 credentials are seconds of CPU, which /livez, /metrics and the heartbeats must not
+#: wait for in one block (at 100,000, longer than ``liveness_threshold``).
+YIELD_EVERY = 256
+
 
 async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concurrency: int) -> None:
     """Read every target of ``states`` (``concurrency`` reads in flight at most), then adopt per credential."""
@@ -41,7 +46,9 @@ async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concu
         if isinstance(result, Exception):
             log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(result))
         found[id(st)].append(None if isinstance(result, Exception) else result)
-    for st in states:
+    for i, st in enumerate(states):
+        if i and i % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         adopt_found(rotation, st, found.get(id(st), []))
 
 

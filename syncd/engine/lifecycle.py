@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from syncd import identity, logs, replicas, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
 from syncd.engine import decide, once, reload, report, takeover
-from syncd.engine.adopt import adopt_all
+from syncd.engine.adopt import YIELD_EVERY, adopt_all
 from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
 from syncd.engine.rotation import Rotation
@@ -223,7 +223,9 @@ class Engine:
         now = self.clock()
         remint = set(remint)
         adopted = 0
-        for st in states:
+        for i, st in enumerate(states):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             if st.name in remint and st.token is not None:
                 # Still served (the targets hold it) until the new identity's token replaces it,
                 # but due now, whatever the targets' copy says.

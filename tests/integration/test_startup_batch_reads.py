@@ -1,13 +1,15 @@
 """Start-up adoption reads targets in batches (syncd.stores.batch): each item's result is what ``read`` says.
 
-File store (one thread hop per batch) and Secrets Manager (BatchGetSecretValue against
-moto_server) are compared item by item with their own ``read``, over fresh, missing,
-broken and slotted targets; and a start-up with many credentials adopts every readable
-token and names the one target it could not read.
+File store (one thread hop per batch), Secrets Manager (BatchGetSecretValue against
+moto_server) and OpenBao (KV GETs over aiohttp, anything but a plain answer read again
+through hvac) are compared item by item with their own ``read``, over fresh, missing,
+broken, deleted, denied and slotted targets; and a start-up with many credentials adopts
+every readable token and names the one target it could not read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 import time
@@ -25,6 +27,9 @@ from syncd.stores import _aws
 from syncd.stores.aws_secretsmanager import SecretsManagerStore
 from syncd.stores.batch import read_many
 from syncd.stores.file import FileStore
+from syncd.stores.vault import VaultStore
+from tests.integration.test_vault_kv import RequestCounter, enable_kv, policy_token, store_for, syncd_policy
+from tests.peers.servers import OpenBaoServer
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +123,55 @@ async def test_secrets_manager_batch_reads_say_what_read_says(moto_server):
     await reader.aclose()
 
 
+@pytest.mark.parametrize("kv_version", [2, 1])
+async def test_vault_batch_reads_say_what_read_says(openbao_session: OpenBaoServer, tmp_path, kv_version):
+    bao = openbao_session
+    mount = enable_kv(bao, kv_version)
+    # read on vgs/* only: vgs-denied/* answers 403, which the bulk path leaves to read (log in again, then fatal)
+    token_file = policy_token(bao, tmp_path, syncd_policy(mount, kv_version=kv_version))
+    writer = store_for(bao, mount, token_file, kv_version=kv_version)
+    items: list[tuple[str, TargetConfig]] = []
+    for i in range(23):
+        key = f"vgs/c{i}"
+        items.append((key, TargetConfig(store="vault", key=key)))
+        if i < 20:
+            await writer.write(key, payload(f"c{i}", f"tok-bao-{i:04d}-abcdefghijkl"))
+    raw = TargetConfig(store="vault", key="vgs/raw", format="raw")
+    await writer.write("vgs/raw", payload("raw", "tok-raw-0123456789abcdef"), target=raw)
+    items.append(("vgs/raw", raw))
+    root = bao.client()
+    if kv_version == 2:
+        root.secrets.kv.v2.create_or_update_secret(path="vgs/foreign", secret={"hello": "world"}, mount_point=mount)
+        await writer.write("vgs/deleted", payload("deleted", "tok-deleted-0123456789ab"))
+        root.secrets.kv.v2.delete_latest_version_of_secret(path="vgs/deleted", mount_point=mount)
+        items.append(("vgs/deleted", TargetConfig(store="vault", key="vgs/deleted")))
+    else:
+        root.secrets.kv.v1.create_or_update_secret(path="vgs/foreign", secret={"hello": "world"}, mount_point=mount)
+    items.append(("vgs/foreign", TargetConfig(store="vault", key="vgs/foreign")))
+    items.append(("vgs-denied/c0", TargetConfig(store="vault", key="vgs-denied/c0")))
+    items.append(("/bad//key", TargetConfig(store="vault", key="/bad//key")))
+    await writer.aclose()
+
+    reader: VaultStore = store_for(bao, mount, token_file, kv_version=kv_version)  # fresh, as at start-up
+    batch = await read_many(reader, items[:3])  # the first read logs in and checks the mount
+    through_hvac = RequestCounter(reader)
+    batch += await read_many(reader, items[3:])
+    # Only the denied path went through hvac (its read, the log-in again, its retry): the others were bulk GETs.
+    assert {path for _, path, _ in through_hvac.seen if "/vgs" in path} == {
+        f"/v1/{mount}/" + ("data/" if kv_version == 2 else "") + "vgs-denied/c0"
+    }
+    single_store = store_for(bao, mount, token_file, kv_version=kv_version)
+    single = await one_by_one(single_store, items)
+    for (key, _), b, s in zip(items, batch, single, strict=True):
+        assert same(b, s), f"{key}: batch {b!r}, read {s!r}"
+        if isinstance(s, Exception):
+            assert str(b) == str(s)
+    assert sum(isinstance(b, TokenPayload) for b in batch) == 21
+    assert sum(isinstance(b, Exception) for b in batch) == 3
+    await reader.aclose()
+    await single_store.aclose()
+
+
 async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
     n = 45
@@ -156,3 +210,57 @@ async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one
         logs.configure("info", "json", stream=sys.__stderr__)
     logged = buf.getvalue()
     assert "adopt_read" in logged and f"c{n - 1:02d}" in logged
+
+
+async def test_startup_lets_the_loop_turn_while_it_judges_and_schedules(tmp_path, monkeypatch):
+    """At 10,000 credentials judging and scheduling are seconds of CPU: /livez and the heartbeats run between."""
+    from syncd.engine import adopt, lifecycle
+
+    monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
+    monkeypatch.setattr(adopt, "YIELD_EVERY", 4)
+    monkeypatch.setattr(lifecycle, "YIELD_EVERY", 4)
+    n = 20
+    cfg = load_config(
+        data={
+            "daemon": {"listen": "127.0.0.1:0"},
+            "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
+            "credentials": [
+                {
+                    "name": f"c{i:02d}",
+                    "token_url": "http://127.0.0.1:9/token",
+                    "client_id": f"c{i:02d}",
+                    "client_secret": {"env": "BATCH_SECRET"},
+                    "token_lifetime": "1h",
+                    "targets": [{"store": "local", "key": f"c{i:02d}.json"}],
+                }
+                for i in range(n)
+            ],
+        }
+    )
+    seed = FileStore("seed", FileStoreConfig(type="file", directory=str(tmp_path)))
+    for i in range(n):
+        await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-turn-{i:04d}-abcdefghijkl"))
+    await seed.aclose()
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    judged: list[int] = []
+    scheduled: list[int] = []
+    real_adopt_found = adopt.adopt_found
+    monkeypatch.setattr(adopt, "adopt_found", lambda *a: (judged.append(turns), real_adopt_found(*a))[1])
+    engine = Engine(cfg)
+    real_schedule = engine._schedule
+    monkeypatch.setattr(engine, "_schedule", lambda st, at=None: (scheduled.append(turns), real_schedule(st, at))[1])
+    tick = asyncio.get_running_loop().create_task(ticker())
+    try:
+        await engine.start()
+    finally:
+        tick.cancel()
+        await engine.stop()
+    assert len(judged) == n and len(scheduled) == n
+    assert judged[-1] > judged[0] and scheduled[-1] > scheduled[0]

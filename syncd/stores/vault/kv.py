@@ -41,6 +41,10 @@ log = logs.get_logger("syncd.stores.vault")
 CAS_ATTEMPTS = 3  # conflicts in a row before giving up for this run (the engine retries with backoff)
 
 
+class NotPlain(Exception):
+    """A read answer :meth:`KvPaths.read_answered` leaves to the hvac path (a denial, an error, a redirect...)."""
+
+
 @dataclass
 class PathState:
     """Per KV path: the version for the next ``cas``, and what this process wrote there."""
@@ -333,11 +337,52 @@ class KvPaths:
             raise translate(exc, op, self._ctx) from None
         except (requests.exceptions.RequestException, ValueError) as exc:
             raise translate(exc, op, self._ctx) from None
+        return self._v1_payload(key, resp)
+
+    def _v1_payload(self, key: str, resp: Any) -> TokenPayload:
         self._path_state(key).exists = True
         value = kv_value(resp, 1)
         try:
-            payload = payload_from_kv(value.data if value else None, None, source=f"vault {path}", kv_version=1)
+            payload = payload_from_kv(
+                value.data if value else None, None, source=f"vault {self.data_path(key)}", kv_version=1
+            )
         except PayloadError as exc:
             raise self._payload_problem(exc) from None
         logs.register_secret(payload.access_token.get_secret_value())
         return payload
+
+    # ------------------------------------------------------------------ reads answered elsewhere
+
+    @property
+    def mount_checked(self) -> bool:
+        return self._mount_checked
+
+    def read_answered(self, key: str, status: int, body: Any) -> TokenPayload | None:
+        """What :meth:`read` returns (or raises) when the data path's GET was answered ``status``, ``body``.
+
+        For the answers that need no more than the body: a 200 with a JSON object, and a 404 that is
+        Vault's plain "nothing here" (``{"errors": []}``) or a KV v2 latest version that was deleted.
+        Anything else raises :class:`NotPlain`: only the hvac path (:meth:`read`) tells what it means.
+        The mount must have been checked already (:attr:`mount_checked`).
+        """
+        if not isinstance(body, dict):
+            raise NotPlain(status)
+        gone = status == 404 and body.get("errors") == [] and set(body) <= {"errors", "warnings"}
+        if self.kv_version == 1:
+            if status == 200:
+                return self._v1_payload(key, body)
+            if gone:
+                self._path_state(key).exists = False
+                return None
+            raise NotPlain(status)
+        state = self._path_state(key)
+        if status == 200 or (status == 404 and isinstance(body.get("data"), dict)):  # 404: deleted latest version
+            stored = self._stored_from(body, state, f"vault {self.data_path(key)}")
+        elif gone:
+            state.version, state.exists = 0, False
+            return None
+        else:
+            raise NotPlain(status)
+        if stored.problem is not None:
+            raise stored.problem
+        return stored.payload

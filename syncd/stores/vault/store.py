@@ -4,7 +4,8 @@ A thin layer over the package's parts: :mod:`.layout` (what goes where),
 :mod:`.kv` (KV v1/v2 requests, check-and-set), :mod:`.auth` (the store's own
 token) and :mod:`.errors` (what a failure means). Blocking hvac calls run in the
 store's bounded thread pool; one hvac client (one ``requests`` session, pooled to
-``max_workers``) serves every credential.
+``max_workers``) serves every credential. Start-up adoption reads many paths at once
+through :mod:`.bulk` (aiohttp on the loop, ``max_workers`` connections).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -25,11 +26,13 @@ from syncd import logs
 from syncd.payload import TokenPayload
 from syncd.stores.base import FatalStoreError, Finding, StoreError, ThreadedStore, WriteResult
 from syncd.stores.vault.auth import DEFAULT_K8S_JWT, Lease, TokenKeeper
+from syncd.stores.vault.bulk import BulkReader
 from syncd.stores.vault.errors import Context, Denied, Op, StatusAdapter, classify_error
 from syncd.stores.vault.kv import KvPaths
 
 if TYPE_CHECKING:
     from syncd.config import StoreConfig, TargetConfig, VaultStoreConfig
+    from syncd.stores.batch import ReadItem, ReadResult
 
 T = TypeVar("T")
 log = logs.get_logger("syncd.stores.vault")
@@ -101,6 +104,7 @@ class VaultStore(ThreadedStore):
         )
         self._token = TokenKeeper(name, config, self._client, self._ctx, clock)
         self._kv = KvPaths(name, self._client, self._ctx, config.max_versions)
+        self._bulk = BulkReader(self._client, session, self._kv, timeout=config.timeout, connections=config.max_workers)
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
         self._store_findings_given = False
@@ -215,9 +219,45 @@ class VaultStore(ThreadedStore):
         return await self._run(self._write_sync, key, payload, fmt)
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
-        key = self.check_key(key)
+        return await self._read_checked(self.check_key(key))
+
+    async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
+        """Optional batch read (syncd.stores.batch): plain answers through :mod:`.bulk`, the rest by ``read``.
+
+        Until the store has logged in and checked its mount (and whenever its token is due), the
+        first item is read by ``read``, which does both; then the others go the bulk way if they can.
+        """
+        results: list[ReadResult] = [None] * len(items)
+        keys: list[tuple[int, str]] = []
+        for i, (key, _) in enumerate(items):
+            try:
+                keys.append((i, self.check_key(key)))
+            except StoreError as exc:
+                results[i] = exc
+        if keys and not self._bulk_ready():
+            i, key = keys.pop(0)
+            results[i] = await self._read_or_error(key)
+        if keys and self._bulk_ready():
+            got = await self._bulk.read([k for _, k in keys], self._read_checked)
+        else:
+            got = list(await asyncio.gather(*(self._read_or_error(k) for _, k in keys)))
+        for (i, _), result in zip(keys, got, strict=True):
+            results[i] = result
+        return results
+
+    def _bulk_ready(self) -> bool:
+        due = self._token.seconds_until_due()
+        return self._lease.generation > 0 and (due is None or due > 0) and self._bulk.usable()
+
+    async def _read_checked(self, key: str) -> TokenPayload | None:
         self._start_renewer()
         return await self._run(self._read_sync, key)
+
+    async def _read_or_error(self, key: str) -> ReadResult:
+        try:
+            return await self._read_checked(key)
+        except Exception as exc:  # one item's failure is that item's result
+            return exc
 
     async def aclose(self) -> None:
         self._closed = True
@@ -226,6 +266,8 @@ class VaultStore(ThreadedStore):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._renewer
             self._renewer = None
+        with contextlib.suppress(Exception):
+            await self._bulk.aclose()
         await super().aclose()
         self._session.close()
 
