@@ -40,7 +40,8 @@ from bench.micro import _jwt
 FRAMES = 8  # deep enough to name the syncd frame behind an allocation inside a library (--frames)
 
 
-def _write_config(n: int, tmp: Path) -> Path:
+def write_file_config(n: int, tmp: Path) -> Path:
+    """A config of ``n`` file-store credentials in ``tmp`` (their targets there too); its path."""
     parts = ['[daemon]\nlisten = "127.0.0.1:0"\n', f'[stores.bench]\ntype = "file"\ndirectory = "{tmp}"\n']
     for i in range(n):
         parts.append(
@@ -135,7 +136,7 @@ async def _measure(n: int, frames: int, rss: bool) -> dict[str, Any]:
 
     root = str(Path(syncd.__file__).parent.parent) + "/"
     tmp = Path(tempfile.mkdtemp(prefix="syncd-memory-"))
-    cfg_path = _write_config(n, tmp)
+    cfg_path = write_file_config(n, tmp)
     steps: Steps | RssSteps = RssSteps(n) if rss else Steps(n, root, frames)
     config = load_config(cfg_path)
     steps.done("config")

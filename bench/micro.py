@@ -274,19 +274,12 @@ def memory_per_credential(n: int) -> dict[str, float]:
     import tracemalloc
     from pathlib import Path
 
+    from bench.memory import write_file_config
     from syncd.config import load_config
     from syncd.engine import Engine
 
     tmp = Path(tempfile.mkdtemp(prefix="syncd-micro-"))
-    parts = ['[daemon]\nlisten = "127.0.0.1:0"\n', f'[stores.bench]\ntype = "file"\ndirectory = "{tmp}"\n']
-    for i in range(n):
-        parts.append(
-            f'[[credentials]]\nname = "c{i:05d}"\ntoken_url = "http://127.0.0.1:9/t"\nclient_id = "c{i:05d}"\n'
-            f'client_secret = "bench-secret-{i:05d}"\ntargets = [{{ store = "bench", key = "c{i:05d}.json" }}]\n'
-        )
-    cfg_path = tmp / "syncd.toml"
-    cfg_path.write_text("\n".join(parts))
-    cfg_path.chmod(0o600)
+    cfg_path = write_file_config(n, tmp)
     out: dict[str, float] = {}
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]

@@ -14,6 +14,7 @@ import io
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,12 +173,11 @@ async def test_vault_batch_reads_say_what_read_says(openbao_session: OpenBaoServ
     await single_store.aclose()
 
 
-async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
-    n = 45
-    cfg = load_config(
+def _file_credentials(tmp_path: Path, n: int, **daemon: Any) -> Any:
+    """``n`` one-hour credentials c00.. with one file target each in ``tmp_path`` (their secret: $BATCH_SECRET)."""
+    return load_config(
         data={
-            "daemon": {"listen": "127.0.0.1:0", "startup_concurrency": 16},
+            "daemon": {"listen": "127.0.0.1:0", **daemon},
             "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
             "credentials": [
                 {
@@ -192,6 +192,12 @@ async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one
             ],
         }
     )
+
+
+async def test_startup_adopts_every_readable_target_and_names_the_unreadable_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCH_SECRET", "batch-secret-0123456789")
+    n = 45
+    cfg = _file_credentials(tmp_path, n, startup_concurrency=16)
     seed = FileStore("seed", FileStoreConfig(type="file", directory=str(tmp_path)))
     for i in range(n - 1):
         await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-adopt-{i:04d}-abcdefghijkl"))
@@ -220,23 +226,7 @@ async def test_startup_lets_the_loop_turn_while_it_judges_and_schedules(tmp_path
     monkeypatch.setattr(adopt, "YIELD_EVERY", 4)
     monkeypatch.setattr(lifecycle, "YIELD_EVERY", 4)
     n = 20
-    cfg = load_config(
-        data={
-            "daemon": {"listen": "127.0.0.1:0"},
-            "stores": {"local": {"type": "file", "directory": str(tmp_path)}},
-            "credentials": [
-                {
-                    "name": f"c{i:02d}",
-                    "token_url": "http://127.0.0.1:9/token",
-                    "client_id": f"c{i:02d}",
-                    "client_secret": {"env": "BATCH_SECRET"},
-                    "token_lifetime": "1h",
-                    "targets": [{"store": "local", "key": f"c{i:02d}.json"}],
-                }
-                for i in range(n)
-            ],
-        }
-    )
+    cfg = _file_credentials(tmp_path, n)
     seed = FileStore("seed", FileStoreConfig(type="file", directory=str(tmp_path)))
     for i in range(n):
         await seed.write(f"c{i:02d}.json", payload(f"c{i:02d}", f"tok-turn-{i:04d}-abcdefghijkl"))
