@@ -1277,6 +1277,8 @@ def write(results: dict[str, Any], out_dir: Path, results_path: Path) -> None:
         ".venv/bin/python -m bench --stores file --only scaling,floor,naive    # select stores and case groups",
         ".venv/bin/python -m bench --report bench/results/<run>.json           # re-render this doc from results",
         ".venv/bin/python -m bench --report A.json B.json  # one doc from several partial runs (later groups win)",
+        ".venv/bin/python -m bench.startup --store openbao --n 10000 --spawn  # start-up adoption, step by step",
+        ".venv/bin/python -m bench.memory -n 10000 [--rss]   # memory per credential, by component",
         "```\n",
         "## Machine\n",
         table(
