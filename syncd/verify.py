@@ -54,6 +54,19 @@ def next_verify(written_at: float, refresh_after: float, interval: Interval) -> 
 LOST_CODES = frozenset({"payload", "metadata_stale", "ELOOP"})
 
 
+def next_after_check(checked_at: float, refresh_after: float, interval: Interval) -> float | None:
+    """When to read a target back again after a check at ``checked_at`` found it holding the token.
+
+    ``auto`` means one read per rotation: the check just made was it, so nothing more until the
+    next write plans one (``next_verify`` from the check's time would halve the remaining gap
+    again and again: about log2(interval / MIN_VERIFY_GAP) reads per rotation, ten for a
+    20-minute token). A number keeps its period.
+    """
+    if interval == "auto":
+        return None
+    return next_verify(checked_at, refresh_after, interval)
+
+
 def lost_by_error(exc: BaseException) -> str | None:
     """The reason a failed read-back still shows a loss (see `LOST_CODES`), or None for "unknown"."""
     code = getattr(exc, "code", None)
@@ -98,4 +111,12 @@ async def target_problem(
     return judge(stored, payload, implausible(stored) if stored is not None else None)
 
 
-__all__ = ["LOST_CODES", "MIN_VERIFY_GAP", "judge", "lost_by_error", "next_verify", "target_problem"]
+__all__ = [
+    "LOST_CODES",
+    "MIN_VERIFY_GAP",
+    "judge",
+    "lost_by_error",
+    "next_after_check",
+    "next_verify",
+    "target_problem",
+]

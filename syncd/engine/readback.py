@@ -64,7 +64,7 @@ async def _verify_target(
     if ts.stored_fingerprint != token.fingerprint:
         return False  # a run wrote (or failed) meanwhile: what was read is already out of date
     if reason is None:
-        ts.verify_at = verify.next_verify(now, token.refresh_after, st.verify_interval)
+        ts.verify_at = verify.next_after_check(now, token.refresh_after, st.verify_interval)
         return False
     ts.missing, ts.missing_since = reason, now
     ts.stored_fingerprint, ts.stored_expires_at, ts.retry_at = None, None, None

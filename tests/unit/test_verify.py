@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from syncd.payload import TokenPayload
 from syncd.stores.base import FatalStoreError, TransientStoreError
-from syncd.verify import MIN_VERIFY_GAP, judge, lost_by_error, next_verify
+from syncd.verify import MIN_VERIFY_GAP, judge, lost_by_error, next_after_check, next_verify
 
 T = 1_800_000_000.0
 
@@ -29,6 +29,31 @@ T = 1_800_000_000.0
 def test_next_verify(written, refresh, interval, expected):
     got = next_verify(written, refresh, interval)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("checked", "refresh", "interval", "expected"),
+    [
+        (T + 75, T + 150, "auto", None),  # "auto" is one read per rotation: this check was it
+        (T + 140, T + 150, "auto", None),
+        (T + 10, T + 150, 10.0, T + 20),  # a number keeps its period
+        (T + 145, T + 150, 10.0, None),
+        (T + 75, T + 150, "off", None),
+    ],
+)
+def test_next_after_check(checked, refresh, interval, expected):
+    got = next_after_check(checked, refresh, interval)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_auto_reads_back_once_per_rotation():
+    """Following the schedule from a write to the refresh: one read-back, not one per halving of the gap."""
+    written, refresh = T, T + 600  # a 20-minute token refreshed at half its life
+    reads, at = 0, next_verify(written, refresh, "auto")
+    while at is not None and at < refresh:
+        reads += 1
+        at = next_after_check(at, refresh, "auto")
+    assert reads == 1
 
 
 def p(token: str, *, credential: str = "calm", expires: float = T + 300) -> TokenPayload:

@@ -1,0 +1,98 @@
+"""How often the engine reads a target back with ``verify_interval = "auto"``: once per rotation.
+
+In-process, so the file store can count its reads (a file store registered as a
+plugin type that counts ``read`` calls); the IdP is the real oidc-provider with
+8 s tokens. The read-back schedule used to halve the remaining gap after every
+check (halfway, then three quarters, seven eighths, ... down to MIN_VERIFY_GAP):
+about log2(interval / 0.5 s) reads per rotation, eleven for a 20-minute token,
+each one a paid API call on Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import FileStoreConfig, load_config
+from syncd.engine import Engine
+from syncd.stores import base as stores_base
+from syncd.stores.file import FileStore
+from tests.peers.servers import OidcClient, OidcServer
+
+pytestmark = pytest.mark.integration
+
+TTL = 8
+REFRESH_AT = 0.8  # a write every 6.4 s; "auto" reads back once, 3.2 s after each write
+CLIENT = OidcClient("readback", "readback-secret-0123456789", "cards:read")
+
+
+class CountingFileStore(FileStore):
+    """``type = "counting-file"``: a file store that counts its reads and writes."""
+
+    reads = 0
+    writes = 0
+
+    @classmethod
+    def from_config(cls, name: str, config: Any) -> CountingFileStore:
+        return cls(name, FileStoreConfig(type="file", **dict(config.model_extra or {})))
+
+    async def read(self, key, *, target=None):  # type: ignore[no-untyped-def]
+        CountingFileStore.reads += 1
+        return await super().read(key, target=target)
+
+    async def write(self, key, payload, *, target=None):  # type: ignore[no-untyped-def]
+        CountingFileStore.writes += 1
+        return await super().write(key, payload, target=target)
+
+
+@pytest.fixture
+def oidc8(peers_installed: None) -> Iterator[OidcServer]:
+    server = OidcServer(ttl=TTL, clients=[CLIENT])
+    server.start()
+    yield server
+    server.cleanup()
+
+
+async def test_auto_reads_a_target_back_once_per_rotation(
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = stores_base.store_class
+    monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
+    monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
+    CountingFileStore.reads = CountingFileStore.writes = 0
+    cfg = load_config(
+        data={
+            "daemon": {"listen": "127.0.0.1:0"},
+            "defaults": {"refresh_at": REFRESH_AT, "jitter": 0, "min_remaining": "1s", "verify_interval": "auto"},
+            "stores": {"out": {"type": "counting-file", "directory": str(tmp_path)}},
+            "credentials": [
+                {
+                    "name": "readback",
+                    "token_url": oidc8.token_url,
+                    "client_id": CLIENT.client_id,
+                    "client_secret": {"env": "READBACK_SECRET"},
+                    "token_lifetime": f"{TTL}s",
+                    "targets": [{"store": "out", "key": "readback.json"}],
+                }
+            ],
+        }
+    )
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        # Until the fourth write: three whole rotations, each with its one read-back.
+        for _ in range(400):
+            if CountingFileStore.writes >= 4:
+                break
+            await asyncio.sleep(0.05)
+        reads, writes = CountingFileStore.reads, CountingFileStore.writes
+    finally:
+        await engine.stop()
+    assert writes >= 4, f"only {writes} writes in 20 s"
+    # Start-up may read the (empty) target once; then one read-back per rotation between writes.
+    assert reads <= writes + 1, f"{reads} reads for {writes} writes: more than one read-back per rotation"
+    assert reads >= writes - 1, f"{reads} reads for {writes} writes: the read-back did not run"
