@@ -131,8 +131,10 @@ def _plan(mode: str) -> dict[str, Any]:
             "moto-secretsmanager": (450, 30.0, 30.0),
         },
         "adoption": 10000,
-        # (credentials, token lifetime s, window s): one replica, then 3 sharing the config (bench/replicas.py)
-        "replicas": (10000, 300.0, 45.0),
+        # (credentials, token lifetime s, window s): one replica, then 3 sharing the config (bench/replicas.py).
+        # The window is one whole refresh interval (refresh_at x lifetime), so every credential is counted
+        # about once whatever the phase of its refreshes (a start-up mint wave makes them bunch up).
+        "replicas": (10000, 300.0, 150.0),
         "oidc": (20, 3.0, 20.0),
         # (credentials, token lifetime s, window s) of each "what would fix it" variant; None = not run
         "fixes": (1000, 30.0, 30.0),

@@ -208,9 +208,13 @@ def test_planted_payload_refused_after_cas_conflict(
 def test_planted_payload_found_by_read_back(
     openbao_session: OpenBaoServer, oidc_server: OidcServer, tmp_path: Path
 ) -> None:
-    """The same plant, found by the read-back between rotations: reported missing (untrusted) and overwritten."""
+    """The same plant, found by the read-back between rotations: reported missing (untrusted) and overwritten.
+
+    ``verify_interval = "0.5s"``: with "auto" the one read-back of a rotation may come before the
+    plant, and then the rotation's own write replaces it (the test above) before any read-back sees it.
+    """
     bao = openbao_session
-    mount, cfg, out = setup(bao, oidc_server, tmp_path)
+    mount, cfg, out = setup(bao, oidc_server, tmp_path, verify="0.5s")
     cfg = cfg.replace("refresh_at = 0.4", "refresh_at = 0.9")  # the read-back comes well before the refresh
     long_lived = "planted-found-by-read-back-0123456789"
     with SyncdProcess(cfg, tmp_path) as d:
