@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = parts[0]
         report.write(results, ROOT / "docs", source)
-        print(f"wrote docs/benchmarks.md and docs/benchmarks-scaling.png from {source.relative_to(ROOT)}")
+        shown = source.relative_to(ROOT) if source.is_absolute() and source.is_relative_to(ROOT) else source
+        print(f"wrote docs/benchmarks.md and docs/benchmarks-scaling.png from {shown}")
         return 0
 
     stores = [s for s in args.stores.split(",") if s]

@@ -1238,7 +1238,7 @@ def _machine_row(meta: dict[str, Any]) -> list[str]:
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs' results as one: a later run's case groups replace an earlier one's, store by store.
+    """Several runs' results as one: a later run's measured case groups replace an earlier one's, store by store.
 
     The merged ``meta`` is the first run's, with every run's own meta under ``parts`` (the doc's
     machine table shows one row per run, so each figure can be traced to its run's load and commit).
@@ -1246,7 +1246,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"meta": dict(parts[0].get("meta", {})), "stores": {}, "errors": []}
     for part in parts:
         for store, groups in part.get("stores", {}).items():
-            merged["stores"].setdefault(store, {}).update(groups)
+            # A case group a run did not measure is there empty (``active: []``) or None: it keeps the earlier run's.
+            merged["stores"].setdefault(store, {}).update({k: v for k, v in groups.items() if v})
         merged["errors"] += part.get("errors", [])
     merged["meta"]["parts"] = [part.get("meta", {}) for part in parts]
     merged["meta"]["elapsed_s"] = sum(part.get("meta", {}).get("elapsed_s", 0) for part in parts)
