@@ -40,6 +40,21 @@ from bench.micro import _jwt
 FRAMES = 8  # deep enough to name the syncd frame behind an allocation inside a library (--frames)
 
 
+def arm_jobs_as_the_engine_does(engine: Any) -> Any:
+    """A paused scheduler holding one job per credential for its runs and one for its read-backs, an hour out."""
+    from syncd.schedule import CredentialJobs, LoopScheduler  # imported late, as every syncd module here
+
+    sched = LoopScheduler(timezone=UTC)
+    sched.start(paused=True)
+    runs = CredentialJobs(sched, engine.run_credential)
+    reads = CredentialJobs(sched, engine._verify_job, prefix="verify:")
+    far = time.time() + 3600
+    for name in engine.credentials:
+        runs.arm(name, far)
+        reads.arm(name, far)
+    return sched
+
+
 def write_file_config(n: int, tmp: Path) -> Path:
     """A config of ``n`` file-store credentials in ``tmp`` (their targets there too); its path."""
     parts = ['[daemon]\nlisten = "127.0.0.1:0"\n', f'[stores.bench]\ntype = "file"\ndirectory = "{tmp}"\n']
@@ -132,7 +147,6 @@ async def _measure(n: int, frames: int, rss: bool) -> dict[str, Any]:
     from syncd.engine import Engine
     from syncd.engine.report import publish
     from syncd.payload import TokenPayload
-    from syncd.schedule import CredentialJobs, LoopScheduler
 
     root = str(Path(syncd.__file__).parent.parent) + "/"
     tmp = Path(tempfile.mkdtemp(prefix="syncd-memory-"))
@@ -157,15 +171,7 @@ async def _measure(n: int, frames: int, rss: bool) -> dict[str, Any]:
         publish(engine.metrics, st)
         st.token = None
     steps.done("Prometheus series")
-    # As the engine keeps them: one job per credential for its runs and one for its read-backs.
-    sched = LoopScheduler(timezone=UTC)
-    sched.start(paused=True)
-    runs = CredentialJobs(sched, engine.run_credential)
-    reads = CredentialJobs(sched, engine._verify_job, prefix="verify:")
-    far = time.time() + 3600
-    for name in engine.credentials:
-        runs.arm(name, far)
-        reads.arm(name, far)
+    sched = arm_jobs_as_the_engine_does(engine)
     steps.done("scheduler jobs (run + read-back)")
     for i, st in enumerate(engine.credentials.values()):
         st.token = TokenPayload(st.name, _secret(_jwt(i)), now, now + 1200, now + 600)

@@ -307,17 +307,9 @@ def memory_per_credential(n: int) -> dict[str, float]:
     step = now
 
     async def jobs() -> None:
-        from syncd.schedule import CredentialJobs, LoopScheduler
+        from bench.memory import arm_jobs_as_the_engine_does
 
-        # As the engine keeps them: one job per credential for its runs and one for its read-backs.
-        sched = LoopScheduler(timezone=UTC)
-        sched.start(paused=True)
-        runs = CredentialJobs(sched, engine.run_credential)
-        reads = CredentialJobs(sched, engine._verify_job, prefix="verify:")
-        far = time.time() + 3600
-        for name in engine.credentials:
-            runs.arm(name, far)
-            reads.arm(name, far)
+        sched = arm_jobs_as_the_engine_does(engine)
         nonlocal step
         now = tracemalloc.get_traced_memory()[0]
         out["APScheduler jobs (run + read-back)"] = (now - step) / n
