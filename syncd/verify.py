@@ -67,6 +67,30 @@ def next_after_check(checked_at: float, refresh_after: float, interval: Interval
     return next_verify(checked_at, refresh_after, interval)
 
 
+#: After a read-back that failed for an unknown reason, "auto" tries once more only while the
+#: failure came before this fraction of the way from the token's issue to its refresh: the
+#: rotation's check (at half) gets one retry (at three quarters), and the retry none.
+RETRY_BEFORE_FRACTION = 0.75
+
+
+def next_after_failure(failed_at: float, issued_at: float, refresh_after: float, interval: Interval) -> float | None:
+    """When to read a target back again after a read-back failed for an unknown reason (store unreachable).
+
+    ``auto``: one retry per rotation, halfway from the failure to the refresh, and only for a
+    failure in the first three quarters of the refresh interval (`RETRY_BEFORE_FRACTION`). A
+    store that stays down so gets at most two read attempts per rotation, not one per halving
+    of the remaining gap (about log2(interval / MIN_VERIFY_GAP)); the next write tells anyway.
+    A number keeps its period.
+    """
+    if interval != "auto":
+        return next_verify(failed_at, refresh_after, interval)
+    if not (math.isfinite(issued_at) and math.isfinite(refresh_after)):
+        return None
+    if failed_at >= issued_at + RETRY_BEFORE_FRACTION * (refresh_after - issued_at):
+        return None
+    return next_verify(failed_at, refresh_after, interval)
+
+
 def lost_by_error(exc: BaseException) -> str | None:
     """The reason a failed read-back still shows a loss (see `LOST_CODES`), or None for "unknown"."""
     code = getattr(exc, "code", None)
@@ -114,9 +138,11 @@ async def target_problem(
 __all__ = [
     "LOST_CODES",
     "MIN_VERIFY_GAP",
+    "RETRY_BEFORE_FRACTION",
     "judge",
     "lost_by_error",
     "next_after_check",
+    "next_after_failure",
     "next_verify",
     "target_problem",
 ]

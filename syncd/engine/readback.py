@@ -58,7 +58,7 @@ async def _verify_target(
         if reason is None:
             # Unknown is not missing: the store is unreachable, which the next write will tell.
             log.warning("verify_read", credential=st.name, target=ts.label, **logs.error_fields(exc))
-            ts.verify_at = verify.next_verify(clock(), token.refresh_after, st.verify_interval)
+            ts.verify_at = verify.next_after_failure(clock(), token.issued_at, token.refresh_after, st.verify_interval)
             return False
     now = clock()
     if ts.stored_fingerprint != token.fingerprint:

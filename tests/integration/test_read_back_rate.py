@@ -20,6 +20,7 @@ import pytest
 from syncd.config import FileStoreConfig, load_config
 from syncd.engine import Engine
 from syncd.stores import base as stores_base
+from syncd.stores.base import TransientStoreError
 from syncd.stores.file import FileStore
 from tests.peers.servers import OidcClient, OidcServer
 
@@ -35,6 +36,7 @@ class CountingFileStore(FileStore):
 
     reads = 0
     writes = 0
+    fail_reads = False  # after the first write, every read fails as an unreachable store's would
 
     @classmethod
     def from_config(cls, name: str, config: Any) -> CountingFileStore:
@@ -42,6 +44,8 @@ class CountingFileStore(FileStore):
 
     async def read(self, key, *, target=None):  # type: ignore[no-untyped-def]
         CountingFileStore.reads += 1
+        if CountingFileStore.fail_reads and CountingFileStore.writes:
+            raise TransientStoreError("read failed (the test's store is unreachable for reads)", code="EIO")
         return await super().read(key, target=target)
 
     async def write(self, key, payload, *, target=None):  # type: ignore[no-untyped-def]
@@ -57,13 +61,16 @@ def oidc8(peers_installed: None) -> Iterator[OidcServer]:
     server.cleanup()
 
 
+@pytest.mark.parametrize("reads_fail", [False, True], ids=["reads-succeed", "reads-fail"])
 async def test_auto_reads_a_target_back_once_per_rotation(
-    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads_fail: bool
 ) -> None:
+    """One read-back per rotation; when reads fail (store unreachable), the check and one retry."""
     real = stores_base.store_class
     monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
     monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
     CountingFileStore.reads = CountingFileStore.writes = 0
+    CountingFileStore.fail_reads = reads_fail
     cfg = load_config(
         data={
             "daemon": {"listen": "127.0.0.1:0"},
@@ -94,5 +101,8 @@ async def test_auto_reads_a_target_back_once_per_rotation(
         await engine.stop()
     assert writes >= 4, f"only {writes} writes in 20 s"
     # Start-up may read the (empty) target once; then one read-back per rotation between writes.
-    assert reads <= writes + 1, f"{reads} reads for {writes} writes: more than one read-back per rotation"
+    per_rotation = 2 if reads_fail else 1
+    assert reads <= per_rotation * writes + 1, (
+        f"{reads} reads for {writes} writes: more than {per_rotation} per rotation"
+    )
     assert reads >= writes - 1, f"{reads} reads for {writes} writes: the read-back did not run"

@@ -7,7 +7,14 @@ from pydantic import SecretStr
 
 from syncd.payload import TokenPayload
 from syncd.stores.base import FatalStoreError, TransientStoreError
-from syncd.verify import MIN_VERIFY_GAP, judge, lost_by_error, next_after_check, next_verify
+from syncd.verify import (
+    MIN_VERIFY_GAP,
+    judge,
+    lost_by_error,
+    next_after_check,
+    next_after_failure,
+    next_verify,
+)
 
 T = 1_800_000_000.0
 
@@ -54,6 +61,34 @@ def test_auto_reads_back_once_per_rotation():
         reads += 1
         at = next_after_check(at, refresh, "auto")
     assert reads == 1
+
+
+@pytest.mark.parametrize(
+    ("failed", "issued", "refresh", "interval", "expected"),
+    [
+        (T + 75, T, T + 150, "auto", T + 112.5),  # the rotation's check failed: one retry, halfway to the refresh
+        (T + 112.5, T, T + 150, "auto", None),  # the retry failed too: the next write will tell
+        (T + 10, T, T + 150, "auto", T + 80),  # an early failure (a check after a retry's write) still retries
+        (T + 149.8, T, T + 150, "auto", None),
+        (T + 75, T, T + 150, 10.0, T + 85),  # a number keeps its period
+        (T + 75, T, T + 150, "off", None),
+        (T + 75, float("nan"), T + 150, "auto", None),
+    ],
+)
+def test_next_after_failure(failed, issued, refresh, interval, expected):
+    got = next_after_failure(failed, issued, refresh, interval)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_auto_retries_a_failed_read_back_once_per_rotation():
+    """A store that stays unreachable: the check and one retry, not one attempt per halving of the gap."""
+    issued = written = T
+    refresh = T + 600
+    attempts, at = 0, next_verify(written, refresh, "auto")
+    while at is not None and at < refresh:
+        attempts += 1
+        at = next_after_failure(at, issued, refresh, "auto")
+    assert attempts == 2
 
 
 def p(token: str, *, credential: str = "calm", expires: float = T + 300) -> TokenPayload:
