@@ -575,6 +575,18 @@ def test_notes_explain_how_to_check_rotation(rendered):
     assert f"kubectl -n {NAMESPACE} exec pod/syncd-tokens-0 -- syncd status" in full
 
 
+def test_notes_say_a_file_store_on_an_emptydir_is_pod_local(chart, rendered):
+    """A file store on the default emptyDir is readable only inside the pod: NOTES says so, a PVC is not flagged."""
+    assert "pod-local emptyDir" not in notes(rendered["full"])  # its file store has a PersistentVolumeClaim
+    values = load_values("full")
+    values.pop("fileStoreVolumes")
+    text = notes(render(chart, values))
+    assert "File stores on a pod-local emptyDir: local (/var/run/syncd)." in text
+    assert "each pod keeps its own copy" in text  # full runs several replicas
+    values["replicaCount"] = 1
+    assert "each pod keeps its own copy" not in notes(render(chart, values))
+
+
 def test_network_policy(rendered):
     policy = one(rendered["full"], "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
