@@ -11,6 +11,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from syncd.oauth import direct
 from syncd.oauth.answer import _interpret
 from syncd.oauth.http import parsed_url
 from syncd.oauth.model import (
@@ -18,7 +19,6 @@ from syncd.oauth.model import (
     _FATAL_RETRY_HINT,
     _RESERVED_FORM_FIELDS,
     _TRANSIENT_RETRY_HINT,
-    MAX_BODY,
     FatalMintError,
     MintError,
     MintRequest,
@@ -162,13 +162,23 @@ async def _exchange(
     headers: dict[str, str],
     clock: Callable[[], float],
 ) -> tuple[float, _Reply | MintError]:
-    """Send the request and read at most MAX_BODY bytes; transport failures become MintErrors."""
+    """Send the request and read at most MAX_BODY bytes; transport failures become MintErrors.
+
+    A client built by ``build_http_client`` sends through aiohttp directly (``direct``); any
+    other, or a proxied origin, through httpx. Both raise the same httpx exceptions, classified here.
+    """
     url = _display_url(req.token_url)
     issued_at = clock()
     target = parsed_url(req.token_url)  # parsed once per URL, not at every mint
     try:
+        transport = direct.direct_transport(client, target)
+        if transport is not None and isinstance(target, httpx.URL):
+            status, reason, reply_headers, body = await direct.send(transport, client, target, form, headers)
+            return issued_at, _Reply(
+                status=status, reason=reason, headers=reply_headers, body=body, received_at=clock()
+            )
         async with client.stream("POST", target, data=form, headers=headers, follow_redirects=False) as response:
-            body = await _read_capped(response)
+            body = await direct.read_capped(response)
             return issued_at, _Reply(
                 status=response.status_code,
                 reason=response.reason_phrase,
@@ -201,16 +211,3 @@ async def _exchange(
             f"{_TRANSIENT_RETRY_HINT}",
             credential=req.credential,
         )
-
-
-async def _read_capped(response: httpx.Response) -> bytes | None:
-    """The body, or None as soon as it is known to exceed MAX_BODY (the rest is never read)."""
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY:
-        return None
-    buf = bytearray()
-    async for chunk in response.aiter_bytes():
-        buf += chunk
-        if len(buf) > MAX_BODY:
-            return None
-    return bytes(buf)

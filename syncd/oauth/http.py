@@ -7,6 +7,7 @@ import os
 import ssl
 
 import httpx
+from httpx._utils import get_environment_proxies
 
 from syncd import __version__
 from syncd.oauth.transport import AiohttpTransport
@@ -43,15 +44,26 @@ def build_http_client(
         ctx = ssl.create_default_context(cafile=ca_bundle)
     if client_cert is not None:
         ctx.load_cert_chain(certfile=client_cert, keyfile=client_key)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    # httpx mounts the environment's proxies only when it builds the default transport itself;
+    # with ours given, it is done here, the way httpx does it (NO_PROXY patterns map to None:
+    # "no proxy", i.e. our transport).
+    proxies: dict[str, httpx.AsyncBaseTransport | None] = {
+        pattern: None
+        if proxy is None
+        else httpx.AsyncHTTPTransport(verify=ctx, http1=True, http2=False, limits=limits, proxy=proxy)
+        for pattern, proxy in get_environment_proxies().items()
+    }
     return httpx.AsyncClient(
         # aiohttp carries the requests (a third of httpcore's CPU per mint); httpx keeps the rules above.
         transport=AiohttpTransport(ssl_context=ctx, max_connections=max_connections),
+        mounts=proxies,
         verify=ctx,
         http1=True,
         http2=False,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        limits=limits,
         headers={"User-Agent": f"syncd/{__version__}"},
     )
 

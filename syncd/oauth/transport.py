@@ -18,8 +18,9 @@ passed through undecoded (httpx decodes them, and caps them while reading).
 
 from __future__ import annotations
 
+import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import httpx
@@ -40,7 +41,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # Created on first use: an aiohttp session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
 
-    def _session_for_loop(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session (``oauth.direct`` sends through it too)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
@@ -63,16 +65,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
         if not url.host:
             raise httpx.UnsupportedProtocol("Request URL is missing a host.")
-        timeouts = request.extensions.get("timeout", {})
-        connect, pool, read = timeouts.get("connect"), timeouts.get("pool"), timeouts.get("read")
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None if connect is None or pool is None else connect + pool,
-            sock_connect=connect,
-            sock_read=read,
-        )
+        timeout = aiohttp_timeout(request.extensions.get("timeout", {}))
         body = await request.aread()
-        session = self._session_for_loop()
+        session = self.session()
         try:
             response = await session.request(
                 request.method,
@@ -88,9 +83,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _as_httpx(exc, request) from None
         return httpx.Response(
             response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            # Bytes, as httpcore hands them over: httpx decodes them (ASCII, UTF-8, else Latin-1).
+            headers=response.raw_headers,
             stream=_ResponseStream(response, request),
-            extensions={"reason_phrase": (response.reason or "").encode("latin-1", "replace")},
+            extensions={"reason_phrase": reason_phrase(response)},
             request=request,
         )
 
@@ -100,8 +96,36 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+def aiohttp_timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's per-request timeouts as aiohttp's: ``connect`` and ``pool`` bound getting a connection."""
+    return _aiohttp_timeout(timeouts.get("connect"), timeouts.get("pool"), timeouts.get("read"))
+
+
+@functools.lru_cache(maxsize=64)
+def _aiohttp_timeout(connect: float | None, pool: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None if connect is None or pool is None else connect + pool,
+        sock_connect=connect,
+        sock_read=read,
+    )
+
+
+def reason_phrase(response: aiohttp.ClientResponse) -> bytes:
+    """The reason phrase as httpx keeps it (bytes; ``httpx.Response.reason_phrase`` decodes them)."""
+    return (response.reason or "").encode("latin-1", "replace")
+
+
+def finish(response: aiohttp.ClientResponse) -> None:
+    """A body left unread (over the cap, or an error) must not go back to the pool half-read."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
+
+
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request | None) -> None:
         self._response = response
         self._request = request
 
@@ -113,15 +137,14 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise _as_httpx(exc, self._request) from None
 
     async def aclose(self) -> None:
-        # A body left unread (over the cap, or an error) must not go back to the pool half-read.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        finish(self._response)
 
 
-def _as_httpx(exc: Exception, request: httpx.Request) -> Exception:
-    """The httpx exception httpcore raises for the same failure (``oauth`` classifies those)."""
+def _as_httpx(exc: Exception, request: httpx.Request | None) -> Exception:
+    """The httpx exception httpcore raises for the same failure (``oauth`` classifies those).
+
+    ``oauth.direct`` passes no request: its exceptions then carry none (nor its form).
+    """
     text = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(text, request=request)
