@@ -15,6 +15,7 @@ from syncd.config.values import (
     Duration,
     FileMode,
     Jitter,
+    LifetimeDuration,
     PositiveDuration,
     RefreshAt,
     VerifyInterval,
@@ -58,14 +59,14 @@ class Defaults(_Model):
     retry_min: PositiveDuration = 1.0
     retry_max: PositiveDuration = 60.0
     fatal_retry: PositiveDuration = 300.0
-    lifetime_fallback: PositiveDuration = 300.0
+    lifetime_fallback: LifetimeDuration = 300.0
     min_interval: Duration = 1.0
     # Expected token lifetime, for planning only (`syncd check`, store quotas) before the
     # first mint tells the real one: VGS payment optimization tokens live 5 minutes.
-    token_lifetime: PositiveDuration = 300.0
+    token_lifetime: LifetimeDuration = 300.0
     # The longest lifetime a token found in a target may claim before this process has
     # minted one (then the lifetime it saw applies): a planted 10-year payload is refused.
-    max_lifetime: PositiveDuration = 86_400.0
+    max_lifetime: LifetimeDuration = 86_400.0
     # Read each target back between rotations, so a target that lost its token (store
     # restarted empty, secret deleted) is noticed and rewritten: see docs/operations.md.
     verify_interval: VerifyInterval = "auto"
@@ -110,10 +111,10 @@ class CredentialConfig(_Model):
     retry_min: PositiveDuration | None = None
     retry_max: PositiveDuration | None = None
     fatal_retry: PositiveDuration | None = None
-    lifetime_fallback: PositiveDuration | None = None
+    lifetime_fallback: LifetimeDuration | None = None
     min_interval: Duration | None = None
-    token_lifetime: PositiveDuration | None = None
-    max_lifetime: PositiveDuration | None = None
+    token_lifetime: LifetimeDuration | None = None
+    max_lifetime: LifetimeDuration | None = None
     verify_interval: VerifyInterval | None = None
     ca_bundle: ConfigPath | None = None
     client_cert: ConfigPath | None = None

@@ -63,10 +63,26 @@ def _positive_duration(seconds: float) -> float:
     return seconds
 
 
+#: The shortest token lifetime syncd plans for. Tokens it refreshes live minutes; below a second a
+#: refresh is a mint loop, and the planning arithmetic (writes per day, slots) leaves floats behind.
+MIN_LIFETIME = 1.0
+
+
+def _lifetime(seconds: float) -> float:
+    if seconds < MIN_LIFETIME:
+        raise ValueError(
+            f"must be at least {MIN_LIFETIME:g}s (up to 3650d), got {seconds:g}s: a token lifetime is "
+            f'seconds to hours, e.g. "5m" or "20m"'
+        )
+    return seconds
+
+
 #: A duration of 0s up to MAX_DURATION.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: A duration that must be above 0s: a zero timeout, lifetime or retry pace is a hot loop or a certain failure.
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
+#: A token lifetime: at least MIN_LIFETIME.
+LifetimeDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_lifetime)]
 
 
 def _fraction(low: float, high: float, *, low_open: bool, high_open: bool, example: str) -> Any:

@@ -23,6 +23,7 @@ from syncd.policy.quota import (
     DEFAULT_RETRY_ALLOWANCE,
     SECONDS_PER_DAY,
     min_refresh_interval,
+    slots_for_rate,
     slots_needed,
     writes_per_day,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "min_refresh_interval",
     "refresh_time",
     "short_token_delay",
+    "slots_for_rate",
     "slots_needed",
     "transient_retry",
     "writes_per_day",

@@ -56,10 +56,19 @@ def slots_needed(lifetime: float, policy: RefreshPolicy, max_versions_per_day: f
     _require(_finite_positive(max_versions_per_day), "max_versions_per_day", max_versions_per_day, "must be > 0")
     writes = writes_per_day(lifetime, policy)
     _require(math.isfinite(writes), "lifetime", lifetime, "is too short to plan writes for")
-    slots = max(1, math.ceil(writes / max_versions_per_day))
-    # ceil() of a rounded quotient can be one off either way; settle on the exact condition.
-    while writes / slots > max_versions_per_day:
-        slots += 1
-    while slots > 1 and writes / (slots - 1) <= max_versions_per_day:
-        slots -= 1
-    return slots
+    return slots_for_rate(writes, max_versions_per_day)
+
+
+def slots_for_rate(writes_per_day: float, max_per_day: float) -> int:
+    """The smallest ``N >= 1`` with ``writes_per_day / N <= max_per_day`` (1 for a rate that is no number)."""
+    if not math.isfinite(writes_per_day) or writes_per_day <= 0:
+        return 1
+    n = max(1, math.ceil(writes_per_day / max_per_day))
+    # ceil() of a rounded quotient can be one off either way: two steps settle it (a loop until
+    # the condition held never ended for an absurd rate, where n + 1 leaves the quotient unchanged).
+    for _ in range(2):
+        if writes_per_day / n > max_per_day:
+            n += 1
+        elif n > 1 and writes_per_day / (n - 1) <= max_per_day:
+            n -= 1
+    return n

@@ -6,6 +6,7 @@ The endpoint points at a closed port: Stubber answers before the HTTP layer and
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
@@ -97,6 +98,19 @@ def test_slots_auto_picks_the_smallest_n_under_90_and_says_so():
 def test_auto_slot_count_matches_policy_slots_needed(lifetime):
     pol = policy.RefreshPolicy()
     assert slots_for(policy.writes_per_day(lifetime, pol)) == policy.slots_needed(lifetime, pol)
+
+
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [(0.0, 1), (90.0, 1), (90.1, 2), (180.0, 2), (180.5, 3), (math.inf, 1), (math.nan, 1)],
+)
+def test_slots_for_a_rate(writes, expected):
+    assert slots_for(writes) == expected
+
+
+def test_slots_for_an_absurd_rate_answers():
+    """A rate of 1.7e305 writes a day (a lifetime of 1e-300 s) gets an answer: the search used to loop forever."""
+    assert slots_for(1.7e305) == pytest.approx(1.7e305 / 90, rel=1e-12)
 
 
 def test_too_few_explicit_slots_are_refused_and_enough_are_accepted():

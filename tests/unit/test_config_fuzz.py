@@ -207,7 +207,10 @@ def test_check_never_crashes(
 @pytest.mark.parametrize(
     ("where", "key", "value", "expected"),
     [
-        ("credentials", "token_lifetime", "0s", "above 0s"),
+        ("credentials", "token_lifetime", "0s", "at least 1s"),
+        ("credentials", "token_lifetime", 1e-300, "at least 1s"),  # used to hang `check` (slot planning)
+        ("defaults", "max_lifetime", "500ms", "at least 1s"),
+        ("credentials", "lifetime_fallback", "0.1s", "at least 1s"),
         ("credentials", "min_remaining", "inf", "longer than the 3650d"),
         ("credentials", "lifetime_fallback", "inf", "longer than the 3650d"),
         ("credentials", "refresh_at", math.nan, "fraction in (0, 1)"),

@@ -49,8 +49,8 @@ def test_defaults_and_overrides() -> None:
         (cfg({"verify_interval": "often"}), "defaults.verify_interval", '"auto"'),
         (cfg({"verify_interval": "0s"}), "defaults.verify_interval", '"off"'),
         (cfg(verify_interval=-1), "credentials[0].verify_interval", "negative"),
-        (cfg({"max_lifetime": "0s"}), "defaults.max_lifetime", "above 0s"),
-        (cfg(max_lifetime="0s"), "credentials[0].max_lifetime", "above 0s"),
+        (cfg({"max_lifetime": "0s"}), "defaults.max_lifetime", "at least 1s"),
+        (cfg(max_lifetime="0s"), "credentials[0].max_lifetime", "at least 1s"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, Any], path: str, text: str) -> None:

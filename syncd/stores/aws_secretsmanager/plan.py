@@ -27,14 +27,7 @@ _SUFFIX_LIKE_RE = re.compile(r"-[A-Za-z0-9]{6}$")
 
 def slots_for(writes_per_day: float, max_per_day: float = MAX_VERSIONS_PER_DAY) -> int:
     """The smallest N with ``writes_per_day / N <= max_per_day`` (``policy.slots_needed`` from a rate)."""
-    if not math.isfinite(writes_per_day) or writes_per_day <= 0:
-        return 1
-    n = max(1, math.ceil(writes_per_day / max_per_day))
-    while writes_per_day / n > max_per_day:
-        n += 1
-    while n > 1 and writes_per_day / (n - 1) <= max_per_day:
-        n -= 1
-    return n
+    return policy.slots_for_rate(writes_per_day, max_per_day)
 
 
 def auto_slots(writes_per_day: float) -> int:
