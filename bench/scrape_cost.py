@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -180,7 +181,10 @@ async def serve_and_scrape(engine: Any, scrapes: int, gzip: bool, churn: float) 
         row["gc"] = [(gen, round(ms, 1)) for t, gen, ms in gc_log.events if t0 <= t <= t1]
     return {
         "scrapes": rows,
-        **{key: _spread([r[key] for r in rows]) for key in ("wall_ms", "stall_ms", "stall_cpu_ms", "server_cpu_ms")},
+        **{
+            key: _spread([r[key] for r in rows])
+            for key in ("wall_ms", "stall_ms", "stall_cpu_ms", "server_cpu_ms", "livez_ms")
+        },
         "gc_during_scrapes": sum(len(r["gc"]) for r in rows),
     }
 
@@ -196,9 +200,28 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def client(port: int, scrapes: int, gzip: bool) -> None:
-    """Scrape /metrics ``scrapes`` times over one connection, a quarter second apart; a JSON line each."""
+    """Scrape /metrics ``scrapes`` times over one connection, a quarter second apart; a JSON line each.
+
+    Meanwhile a thread asks /livez every 10 ms on a new connection each time, as the harness's
+    probe does (its longest answer is the harness's "stall"), and each line says the longest
+    answer that overlapped the scrape."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Accept-Encoding": "gzip"} if gzip else {}
+    probes: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            t = time.monotonic()
+            one = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            one.request("GET", "/livez")
+            one.getresponse().read()
+            one.close()
+            probes.append((t, time.monotonic()))
+            done.wait(0.01)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     for _ in range(scrapes):
         time.sleep(0.25)
         t0 = time.monotonic()
@@ -212,7 +235,11 @@ def client(port: int, scrapes: int, gzip: bool) -> None:
         if resp.getheader("Content-Encoding") == "gzip":
             body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
         row = {"t0": t0, "t1": t1, "wall_ms": round((t1 - t0) * 1000, 1), "kb_wire": round(size / 1024)}
+        time.sleep(0.02)  # the probe that was waiting when the scrape ended has answered
+        row["livez_ms"] = round(1000 * max((b - a for a, b in list(probes) if a <= t1 and b >= t0), default=0.0), 1)
         print(json.dumps({**row, "kb": round(len(body) / 1024)}), flush=True)
+    done.set()
+    prober.join()
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -257,13 +284,15 @@ def main() -> None:
     )
     for p in top:
         print(f"    {p['ms']:6.2f} ms  {p['kb']:6,} KB  {p['part']}")
-    print("scrape  wall ms  stall ms (wall / loop CPU)  server CPU ms  KB on the wire  collections (generation, ms)")
+    print(
+        "scrape  wall ms  stall ms (wall / loop CPU)  /livez ms  server CPU ms  KB on the wire  collections (gen, ms)"
+    )
     for i, row in enumerate(res["scrapes"]):
         print(
             f"{i:6d}  {row['wall_ms']:7.1f}  {row['stall_ms']:10.1f} / {row['stall_cpu_ms']:5.1f}       "
-            f"{row['server_cpu_ms']:11.1f}  {row['kb_wire']:14,}  {row['gc']}"
+            f"{row['livez_ms']:9.1f}  {row['server_cpu_ms']:11.1f}  {row['kb_wire']:14,}  {row['gc']}"
         )
-    for key in ("wall_ms", "stall_ms", "stall_cpu_ms", "server_cpu_ms"):
+    for key in ("wall_ms", "stall_ms", "stall_cpu_ms", "server_cpu_ms", "livez_ms"):
         v = res[key]
         print(f"{key:14s} min {v['min']:6.1f}  median {v['median']:6.1f}  max {v['max']:6.1f}")
     print(f"load average {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
