@@ -3,8 +3,9 @@
 prometheus_client renders every series again at every scrape: at 10,000 credentials that is
 ~110,000 lines and about a second of CPU, during which the event loop (the GIL) barely runs.
 The per-credential series here keep their line of the Prometheus text format ready instead,
-rebuilt when their value changes (a few times per rotation, about a microsecond each), so a
-scrape only joins strings that already exist.
+as bytes (what goes on the wire: no encoding at scrape time), rebuilt when their value changes
+(a few times per rotation, about a microsecond each), so a scrape only joins bytes that already
+exist, a bounded run of series at a time (``parts``), so a caller can let the loop run between.
 
 The families offer the part of prometheus_client's surface syncd uses
 (``labels(...).set()/inc()``, ``remove()``, ``collect()``) and register in a
@@ -15,13 +16,18 @@ rendered from the event loop's thread only, so they carry no lock.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["LabelledCounter", "LabelledGauge"]
+__all__ = ["PART_SERIES", "LabelledCounter", "LabelledGauge"]
+
+#: Series per part of a family's exposition: a part is one join of about 100 KB (well under a
+#: millisecond), so a scrape can hand the loop back between parts of a 30,000-series family.
+PART_SERIES = 1024
 
 
 def _escape_label_value(value: str) -> str:
@@ -34,7 +40,7 @@ def _escape_help(text: str) -> str:
 
 
 class _Series:
-    """One label set: its value and its rendered line (the family's dict holds its label values).
+    """One label set: its value and its rendered line, as bytes (the family's dict holds its label values).
 
     Slots and nothing else: at 100,000 credentials there are over a million of these."""
 
@@ -42,14 +48,14 @@ class _Series:
 
     def __init__(self, prefix: str) -> None:
         self.value = 0.0
-        self.line = prefix + "0.0\n"
+        self.line = (prefix + "0.0\n").encode()
 
     def _store(self, value: float) -> None:
         self.value = value
         line = self.line
         # The value is the line's last field: labels may hold spaces, a value never does.
-        rendered = floatToGoString(value)  # type: ignore[no-untyped-call]
-        self.line = line[: line.rindex(" ") + 1] + rendered + "\n"
+        rendered = floatToGoString(value).encode()  # type: ignore[no-untyped-call]
+        self.line = line[: line.rindex(b" ") + 1] + rendered + b"\n"
 
 
 class _GaugeSeries(_Series):
@@ -95,7 +101,7 @@ class _Family(Generic[S]):
         self._label_order = sorted(range(len(self.labelnames)), key=lambda i: self.labelnames[i])
         self._header = (
             f"# HELP {self._sample_name} {_escape_help(documentation)}\n# TYPE {self._sample_name} {self.kind}\n"
-        )
+        ).encode()
         self._series: dict[Key, S] = {}
         registry.register(self)
 
@@ -123,7 +129,20 @@ class _Family(Generic[S]):
 
     def text(self) -> str:
         """This family in the text format, exactly as ``generate_latest`` writes it."""
-        return self._header + "".join([series.line for series in self._series.values()])
+        return b"".join(self.parts()).decode()
+
+    def parts(self, size: int | None = None) -> Iterator[bytes]:
+        """This family's exposition (UTF-8) in parts of ``size`` series (``PART_SERIES``), the first
+        with the header.
+
+        The lines are taken all at once when the first part is asked for, so the parts add up to
+        one consistent family even if series change or a reload adds or removes some between parts.
+        """
+        size = size or PART_SERIES
+        lines = [series.line for series in self._series.values()]
+        yield self._header + b"".join(lines[:size])
+        for start in range(size, len(lines), size):
+            yield b"".join(lines[start : start + size])
 
     def describe(self) -> list[Metric]:
         return [Metric(self.name, self.documentation, self.kind)]

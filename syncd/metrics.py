@@ -197,12 +197,13 @@ class Metrics:
         return b"".join(self.render_parts())
 
     def render_parts(self) -> Iterator[bytes]:
-        """The text exposition one collector at a time: pre-rendered families are a join of
-        their lines, the others (histograms, process) are rendered now. A caller on the event
-        loop can yield between parts, so a scrape never holds the loop for a whole render."""
+        """The text exposition in parts of at most ~100 KB: pre-rendered families are joins of
+        their lines (``PART_SERIES`` at a time), the others (histograms, process) are rendered
+        now, one collector a part. A caller on the event loop can yield between parts, so a
+        scrape never holds the loop for more than one part."""
         for part in self.registry.in_order():
             if isinstance(part, LabelledGauge | LabelledCounter):
-                yield part.text().encode()
+                yield from part.parts()
             else:
                 yield generate_latest(part)
 

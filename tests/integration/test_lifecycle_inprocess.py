@@ -9,6 +9,7 @@ in tests/integration/test_lifecycle_daemon.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import os
@@ -198,7 +199,10 @@ async def test_sighup_rejects_a_config_the_plan_refuses_and_keeps_running(fake_i
             assert time.monotonic() < deadline + 10, "reload_partial event"
             await asyncio.sleep(0.05)
         assert events("reloaded") and events("reload_partial")[0]["key"] == "daemon.listen"
+        # what start-up and the reload built is out of later full collections (syncd.daemon says why)
+        assert gc.get_freeze_count() > 0
     finally:
         if not task.done():  # its handler is installed only while it runs; else SIGTERM would hit pytest
             os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.wait_for(task, 10) == 0
+    assert gc.get_freeze_count() == 0, "a process that ran the daemon in-process collects as before"

@@ -121,6 +121,28 @@ def test_the_exposition_is_what_prometheus_client_renders_for_the_same_updates()
     )
 
 
+def test_a_family_in_many_parts_is_the_same_text(monkeypatch):
+    """A scrape takes a family a run of series at a time: the parts add up to the same exposition."""
+    from syncd import exposition
+
+    both = Both()
+    run_a_fleet(both)
+    whole, old = both.texts()
+    monkeypatch.setattr(exposition, "PART_SERIES", 2)
+    in_parts, _ = both.texts()
+    assert in_parts == whole == old
+    parts = list(both.new.writes.parts())
+    assert len(parts) > 3 and parts[0].startswith(b"# HELP syncd_writes_total ")
+    assert all(p.count(b"\n") == 2 for p in parts[1:-1]), "two series a part, the header only in the first"
+    assert b"".join(parts).decode() == both.new.writes.text()
+
+
+def test_an_empty_family_is_its_header_as_prometheus_client_writes_it():
+    both = Both()
+    new, old = both.texts()
+    assert new == old and "# TYPE syncd_writes_total counter\n" in new
+
+
 def test_a_removed_credential_disappears_and_one_started_again_comes_back_at_zero():
     both = Both()
     run_a_fleet(both)

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from syncd import __version__
 from syncd.config import load_config
 from syncd.engine import Engine
+from syncd.metrics import CONTENT_TYPE
 from syncd.payload import TokenPayload, from_rfc3339
 from syncd.server import build_app
 
@@ -254,5 +255,55 @@ async def test_metrics_scrapes_run_on_the_loop_in_slices_and_see_every_change(en
         engine.metrics.mints.labels(credential="calm", outcome="ok").inc(7)
         text = await (await client.get("/metrics")).text()
         assert 'syncd_mints_total{credential="calm",outcome="ok"} 7.0' in text
+    finally:
+        await client.close()
+
+
+def _without_process_series(text: bytes) -> bytes:
+    """The exposition without process_* (CPU seconds and memory move between two reads)."""
+    return b"".join(line for line in text.splitlines(keepends=True) if not line.startswith(b"process_"))
+
+
+async def test_a_scrape_is_byte_for_byte_the_render_in_one_piece(engine, monkeypatch):
+    """The page is written part by part (small parts and a slice per part here): the body is exactly
+    the one-piece render, Content-Length is its length, HEAD gets the same headers and no body."""
+    from syncd import exposition, server
+
+    monkeypatch.setattr(server, "SCRAPE_SLICE", 0.0)
+    monkeypatch.setattr(exposition, "PART_SERIES", 2)
+    for i in range(40):
+        engine.metrics.init_credential(f"many-{i}", [f"local:many-{i}.json", 'local:quo"te\nünï'])
+        engine.metrics.writes.labels(f"many-{i}", f"local:many-{i}.json", "ok").inc(i)
+    client = await client_for(engine)
+    try:
+        resp = await client.get("/metrics")
+        body = await resp.read()
+        assert resp.status == 200
+        assert len(list(engine.metrics.render_parts())) > 100, "many parts"
+        assert _without_process_series(body) == _without_process_series(engine.metrics.render())
+        assert int(resp.headers["Content-Length"]) == len(body)
+        assert "Transfer-Encoding" not in resp.headers
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["Content-Type"] == CONTENT_TYPE
+        head = await client.head("/metrics")
+        assert head.status == 200 and await head.read() == b""
+        assert head.headers["Content-Type"] == resp.headers["Content-Type"]
+        assert abs(int(head.headers["Content-Length"]) - len(body)) < 200, "the same page (process_* aside)"
+    finally:
+        await client.close()
+
+
+async def test_a_render_that_fails_is_a_500_and_the_server_goes_on(engine):
+    """The page is rendered whole before the response starts, so a failing collector is a plain 500."""
+
+    class Broken:
+        def collect(self):
+            raise RuntimeError("collector broke")
+
+    engine.metrics.registry.register(Broken())
+    client = await client_for(engine)
+    try:
+        assert (await client.get("/metrics")).status == 500
+        assert (await client.get("/livez")).status in (200, 503)
     finally:
         await client.close()
