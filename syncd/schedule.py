@@ -308,7 +308,9 @@ class CredentialJobs:
             first = next(iter(wanted))
             self.arm(first, wanted.pop(first))
         self._planned.update(wanted)
-        jobs = [(self._prefix + name, [name], datetime.fromtimestamp(when, self._tz)) for name, when in wanted.items()]
+        jobs: list[tuple[str, list[object], datetime]] = [
+            (self._prefix + name, [name], datetime.fromtimestamp(when, self._tz)) for name, when in wanted.items()
+        ]
         added = add_copies(self.scheduler, self._template, jobs) if self._template is not None and jobs else None
         for (job, _, _), (name, when) in zip(jobs, wanted.items(), strict=True):
             if added is None or job not in added:
@@ -325,7 +327,8 @@ class CredentialJobs:
         if self._batch is not None:
             yield
             return
-        self._batch = batch = {}
+        batch: dict[str, float] = {}
+        self._batch = batch
         try:
             yield
         finally:
