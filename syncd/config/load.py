@@ -29,6 +29,7 @@ from syncd.config.credentials import CredentialConfig, Defaults
 from syncd.config.daemon import DaemonConfig, ProbeConfig
 from syncd.config.stores import BUILTIN_STORE_TYPES, StoreConfig
 from syncd.config.values import _BASE_DIR
+from syncd.heap import collector_paused
 
 DEFAULT_CONFIG_FILE = "syncd.toml"
 CONFIG_ENV = "SYNCD_CONFIG"
@@ -308,6 +309,11 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, *, data: Mapping[str, Any] | None = None) -> Config:
     """Parse, validate and cross-check a configuration; raise ``ConfigError`` with every problem."""
+    with collector_paused():  # a large file is a lot of long-lived objects (see syncd.heap)
+        return _load(path, data)
+
+
+def _load(path: str | Path | None, data: Mapping[str, Any] | None) -> Config:
     file_path: Path | None = None
     if data is None:
         file_path = config_path(path)

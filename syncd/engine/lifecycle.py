@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import identity, logs, replicas, schedule, shutdown, verify
+from syncd import heap, identity, logs, replicas, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
 from syncd.engine import decide, once, reload, report, takeover
 from syncd.engine.adopt import YIELD_EVERY, adopt_all
@@ -107,10 +107,11 @@ class Engine:
         """Create stores and credential states (no I/O yet)."""
         self.stores = self._build_stores(self.config)
         self._store_configs = dict(self.config.stores)
-        for cfg in self.config.credentials:
-            self.credentials[cfg.name] = self._new_state(cfg, self.stores)
-        for st in self.credentials.values():
-            self._publish(st)
+        with heap.collector_paused():
+            for cfg in self.config.credentials:
+                self.credentials[cfg.name] = self._new_state(cfg, self.stores)
+            for st in self.credentials.values():
+                self._publish(st)
 
     def plan(self) -> list[Finding]:
         """Quota/cost findings for every target, and a replica plan whose last rank acts too late."""
@@ -224,10 +225,13 @@ class Engine:
         the adoption when it ends, the runs every ``YIELD_EVERY`` credentials, before the loop
         turns (so the watchdog never sees a planned run without its job).
         """
+        with heap.collector_paused():
+            await self._adopt_and_schedule(states, set(remint))
+
+    async def _adopt_and_schedule(self, states: list[CredentialState], remint: set[str]) -> None:
         with _batched(self.verify_jobs):
             await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
         now = self.clock()
-        remint = set(remint)
         adopted = 0
         for first in range(0, len(states), YIELD_EVERY):
             if first:
