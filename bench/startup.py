@@ -4,7 +4,8 @@
 ``seed_payloads`` and store adapters), then runs syncd's start-up in this process the way
 ``syncd run`` does (load the config, ``Engine.setup``, ``plan``, ``start``) and times each
 step. The reads of ``start`` (``adopt.read_targets``) and the adoption that follows are
-timed by wrapping them, so the scheduling is what remains. Every seeded token must be
+timed by wrapping them, so the scheduling is what remains; the garbage collector's time,
+part of every step's, is also given on its own. Every seeded token must be
 adopted, and the fake IdP (its own process) must have counted 0 token requests.
 
 ``--spawn`` also times ``syncd run`` as a process, from spawn to its ``started`` event
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import pstats
 import sys
@@ -32,6 +34,22 @@ from bench.stores import ADAPTERS, StoreAdapter
 from tests.peers.servers import free_port
 
 LIFETIME = 3600.0
+
+
+class _Collections:
+    """Time spent in the garbage collector while installed (``gc.callbacks``): part of every step's time."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._started
 
 
 class _Clock:
@@ -76,6 +94,8 @@ async def _start_in_process(config_path: Path, n: int, profile: Path | None, log
     from syncd.engine import Engine, adopt, lifecycle
 
     clock = _Clock()
+    collections = _Collections()
+    gc.callbacks.append(collections)
     with clock.step("config_load"):
         config = load_config(config_path)
     stream = log_file.open("a", encoding="utf-8")
@@ -104,6 +124,7 @@ async def _start_in_process(config_path: Path, n: int, profile: Path | None, log
             "start": got["start"],  # Engine.start: what the `started` event waits for after set-up
             "total": got["config_load"] + got["setup"] + got["plan"] + got["start"],
         }
+    gc.callbacks.remove(collections)
     adopted = sum(1 for st in engine.credentials.values() if st.adopted)
     jobs = len(engine.scheduler.get_jobs()) if engine.scheduler is not None else 0
     await asyncio.sleep(1.0)  # a credential due at once would be minting now
@@ -111,7 +132,8 @@ async def _start_in_process(config_path: Path, n: int, profile: Path | None, log
     stream.close()
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
-    return {**phases, "adopted": adopted, "n": n, "scheduler_jobs": jobs}
+    gc_info = {"collections": collections.count, "seconds": collections.seconds}
+    return {**phases, "gc": gc_info, "adopted": adopted, "n": n, "scheduler_jobs": jobs}
 
 
 def measure(
@@ -171,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"{store} n={args.n}: in-process {wall['total']:.2f}s wall / {cpu['total']:.2f}s CPU ("
                 + ", ".join(f"{k} {v:.2f}/{cpu[k]:.2f}" for k, v in wall.items() if k != "total")
+                + f"; gc {res['in_process']['gc']['seconds']:.2f}s in {res['in_process']['gc']['collections']}"
                 + f"), adopted {res['in_process']['adopted']}, mints {res['mints']}"
                 + (f"; spawned {res['spawned']['seconds']:.2f}s" if res.get("spawned") else "")
             )

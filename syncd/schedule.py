@@ -27,24 +27,30 @@ read-back): 20,000 at 10,000 credentials. APScheduler validates each new ``Job``
 (``inspect.signature`` of the same function, the same trigger and options), about a
 third of a millisecond each; only the first job of a :class:`CredentialJobs` goes
 through ``add_job``, the others are copies of it with their own id, argument and time
-(:func:`add_copy`).
+(:func:`add_copy`). Start-up arms them in batches (:meth:`CredentialJobs.batched`,
+:func:`add_copies`): one merge into the job store's sorted list under its lock and one
+wake-up per batch, instead of a binary search, a list insert and a wake-up per job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import math
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from apscheduler.events import EVENT_JOB_ADDED, JobEvent
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 
 __all__ = [
     "UNBOUNDED_INSTANCES",
@@ -52,6 +58,7 @@ __all__ = [
     "CredentialJobs",
     "LoopScheduler",
     "Lost",
+    "add_copies",
     "add_copy",
     "arm",
     "is_lost",
@@ -118,6 +125,14 @@ def arm(
 _JOB_FIELDS = tuple(k for k in Job.__slots__ if k != "__weakref__")
 
 
+def _copy(template: Job, job: str, args: list[object], run_at: datetime) -> Job:
+    copy = Job.__new__(Job)
+    for field in _JOB_FIELDS:
+        setattr(copy, field, getattr(template, field))
+    copy.id, copy.args, copy.kwargs, copy.next_run_time = job, tuple(args), {}, run_at
+    return copy
+
+
 def add_copy(scheduler: AsyncIOScheduler, template: Job, job: str, args: list[object], run_at: datetime) -> Job | None:
     """Add a job like ``template`` (a job the scheduler validated) with its own id, ``args`` and next run.
 
@@ -129,16 +144,73 @@ def add_copy(scheduler: AsyncIOScheduler, template: Job, job: str, args: list[ob
     store_alias = template._jobstore_alias
     if scheduler.state == STATE_STOPPED or store_alias is None:
         return None
-    copy = Job.__new__(Job)
-    for field in _JOB_FIELDS:
-        setattr(copy, field, getattr(template, field))
-    copy.id, copy.args, copy.kwargs, copy.next_run_time = job, tuple(args), {}, run_at
+    copy = _copy(template, job, args, run_at)
     with scheduler._jobstores_lock:
         scheduler._lookup_jobstore(store_alias).add_job(copy)  # ConflictingIdError, as add_job raises
     scheduler._dispatch_event(JobEvent(EVENT_JOB_ADDED, job, store_alias))
     if scheduler.state == STATE_RUNNING:
         scheduler.wakeup()
     return copy
+
+
+#: A ``MemoryJobStore`` entry: the job and its next run as a UTC timestamp (None: paused).
+_Entry = tuple[Job, float | None]
+
+
+def _order(entry: _Entry) -> tuple[float, str]:
+    """The order of ``MemoryJobStore._jobs`` (its ``_get_job_index``): next run (None last), then id."""
+    job, timestamp = entry
+    return (math.inf if timestamp is None else timestamp, job.id)
+
+
+def _merged(existing: list[_Entry], new: list[_Entry]) -> list[_Entry]:
+    """``existing`` (sorted by `_order`) with ``new`` merged in: a binary search per new entry, slices between."""
+    new.sort(key=_order)
+    out: list[_Entry] = []
+    lo = 0
+    for entry in new:
+        at = bisect.bisect_left(existing, _order(entry), lo, key=_order)
+        out += existing[lo:at]
+        out.append(entry)
+        lo = at
+    out += existing[lo:]
+    return out
+
+
+def add_copies(
+    scheduler: AsyncIOScheduler, template: Job, jobs: Sequence[tuple[str, list[object], datetime]]
+) -> set[str] | None:
+    """:func:`add_copy` for many jobs at once; the ids it added.
+
+    The copies enter the template's job store in one merge into its sorted list, under the
+    scheduler's lock; a job-added event is dispatched for each and a running scheduler is
+    woken once. An id the store already holds is left out (its job is the caller's to move),
+    as is any id after its first in ``jobs``. None (nothing added) where :func:`add_copy`
+    adds nothing, and when the store is not APScheduler's ``MemoryJobStore``, whose list
+    and index this merges into (``tests/unit/test_schedule.py`` pins them).
+    """
+    store_alias = template._jobstore_alias
+    if scheduler.state == STATE_STOPPED or store_alias is None:
+        return None
+    added: set[str] = set()
+    with scheduler._jobstores_lock:
+        store = scheduler._lookup_jobstore(store_alias)
+        if type(store) is not MemoryJobStore:
+            return None
+        index: dict[str, _Entry] = store._jobs_index
+        entries: list[_Entry] = []
+        for job, args, run_at in jobs:
+            if job in index or job in added:
+                continue
+            added.add(job)
+            entries.append((_copy(template, job, args, run_at), datetime_to_utc_timestamp(run_at)))
+        store._jobs = _merged(store._jobs, entries)
+        index.update((entry[0].id, entry) for entry in entries)
+    for entry in entries:
+        scheduler._dispatch_event(JobEvent(EVENT_JOB_ADDED, entry[0].id, store_alias))
+    if added and scheduler.state == STATE_RUNNING:
+        scheduler.wakeup()
+    return added
 
 
 class LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
@@ -197,10 +269,14 @@ class CredentialJobs:
         self._planned: dict[str, float] = {}
         self._tz: tzinfo = UTC
         self._template: Job | None = None  # the first job added, validated by APScheduler (see add_copy)
+        self._batch: dict[str, float] | None = None  # arms held back by `batched`, armed when it ends
 
     def arm(self, name: str, when: float) -> None:
         """Make ``when`` the credential's one next run (moving its job, or adding it the first time)."""
         self._planned[name] = when
+        if self._batch is not None:
+            self._batch[name] = when
+            return
         job = self._prefix + name
         run_at = datetime.fromtimestamp(when, self._tz)
         if self.scheduler.get_job(job) is not None:
@@ -219,11 +295,53 @@ class CredentialJobs:
             max_instances=UNBOUNDED_INSTANCES,
         )
 
+    def arm_many(self, plans: Iterable[tuple[str, float]]) -> None:
+        """:meth:`arm` for many credentials (the last time given for a name counts).
+
+        Credentials without a job get copies of the template added together (`add_copies`);
+        a credential that has one has it moved, as :meth:`arm` does.
+        """
+        wanted = dict(plans)
+        if not wanted:
+            return
+        if self._template is None:  # the first job goes through add_job: APScheduler validates it
+            first = next(iter(wanted))
+            self.arm(first, wanted.pop(first))
+        self._planned.update(wanted)
+        jobs: list[tuple[str, list[object], datetime]] = [
+            (self._prefix + name, [name], datetime.fromtimestamp(when, self._tz)) for name, when in wanted.items()
+        ]
+        added = add_copies(self.scheduler, self._template, jobs) if self._template is not None and jobs else None
+        for (job, _, _), (name, when) in zip(jobs, wanted.items(), strict=True):
+            if added is None or job not in added:
+                self.arm(name, when)
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Hold back every :meth:`arm` made inside, and arm them together (`arm_many`) at the end.
+
+        A credential's planned time is recorded at once (``_planned``), its job moves or appears
+        when the block ends: only code that runs inside the block can see the difference. Nested
+        blocks arm at the end of the outermost.
+        """
+        if self._batch is not None:
+            yield
+            return
+        batch: dict[str, float] = {}
+        self._batch = batch
+        try:
+            yield
+        finally:
+            self._batch = None
+            self.arm_many(batch.items())
+
     async def _fire(self, name: str) -> None:
         await self._run(name, self._planned.get(name))
 
     def cancel(self, name: str) -> None:
         self._planned.pop(name, None)
+        if self._batch is not None:
+            self._batch.pop(name, None)
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(self._prefix + name)
 

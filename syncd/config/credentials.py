@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -80,6 +80,12 @@ class Defaults(_Model):
         if self.lifetime_fallback <= 0:
             raise ValueError("lifetime_fallback must be above 0")
         return self
+
+
+#: The refresh policy's fields, in `RefreshPolicy`'s order: a credential's own value, else [defaults]'.
+_POLICY = ("refresh_at", "min_remaining", "jitter", "retry_min", "retry_max", "fatal_retry", "min_interval")
+#: The policies made so far, by their values (frozen records, shared by every credential with those values).
+_POLICIES: dict[tuple[float, ...], RefreshPolicy] = {}
 
 
 SigningAlg = Literal["HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
@@ -162,21 +168,16 @@ class CredentialConfig(_Model):
         return self.assertion_lifetime if self.assertion_lifetime is not None else DEFAULT_ASSERTION_LIFETIME
 
     def policy(self, defaults: Defaults) -> RefreshPolicy:
-        """This credential's refresh policy: its own overrides over [defaults]."""
+        """This credential's refresh policy: its own overrides over [defaults].
 
-        def pick(name: str) -> Any:
-            own = getattr(self, name)
-            return own if own is not None else getattr(defaults, name)
-
-        return RefreshPolicy(
-            refresh_at=pick("refresh_at"),
-            min_remaining=pick("min_remaining"),
-            jitter=pick("jitter"),
-            retry_min=pick("retry_min"),
-            retry_max=pick("retry_max"),
-            fatal_retry=pick("fatal_retry"),
-            min_interval=pick("min_interval"),
-        )
+        One record per distinct set of values (`_POLICIES`): start-up asks for every
+        credential's policy a few times, and most credentials share one.
+        """
+        values = tuple(own if (own := getattr(self, name)) is not None else getattr(defaults, name) for name in _POLICY)
+        known = _POLICIES.get(values)
+        if known is None:  # a bad mix raises ValueError here, and nothing is kept
+            known = _POLICIES[values] = RefreshPolicy(**dict(zip(_POLICY, values, strict=True)))
+        return known
 
     def lifetime_fallback_for(self, defaults: Defaults) -> float:
         return self.lifetime_fallback if self.lifetime_fallback is not None else defaults.lifetime_fallback

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from syncd import logs, policy
 from syncd.engine.state import CredentialState, TargetState
@@ -46,10 +46,12 @@ async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concu
         if isinstance(result, Exception):
             log.warning("adopt_read", credential=st.name, target=ts.label, **logs.error_fields(result))
         found[id(st)].append(None if isinstance(result, Exception) else result)
+    # One logger for the whole pass: the module's is a lazy proxy that builds a logger at every call.
+    judge_log = log.bind()
     for i, st in enumerate(states):
         if i and i % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        adopt_found(rotation, st, found.get(id(st), []))
+        adopt_found(rotation, st, found.get(id(st), []), judge_log)
 
 
 async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
@@ -114,7 +116,9 @@ def trusted(rotation: Rotation, st: CredentialState, ts: TargetState, payload: T
     return True
 
 
-def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[TokenPayload | None]) -> None:
+def adopt_found(
+    rotation: Rotation, st: CredentialState, payloads: Sequence[TokenPayload | None], logger: Any = log
+) -> None:
     """Hold the best token ``st``'s targets hold (``payloads``: one per target, None when unread or empty)."""
     now = rotation.clock()
     candidates: list[TokenPayload] = []
@@ -140,7 +144,7 @@ def adopt_found(rotation: Rotation, st: CredentialState, payloads: Sequence[Toke
         rotation.verified(st, ts, best, now)
     st.adopted = True
     st.state = "ok"
-    log.info(
+    logger.info(
         "adopted",
         credential=st.name,
         fingerprint=best.fingerprint,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import identity, logs, replicas, schedule, shutdown, verify
+from syncd import heap, identity, logs, replicas, schedule, shutdown, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
 from syncd.engine import decide, once, reload, report, takeover
 from syncd.engine.adopt import YIELD_EVERY, adopt_all
@@ -107,10 +107,11 @@ class Engine:
         """Create stores and credential states (no I/O yet)."""
         self.stores = self._build_stores(self.config)
         self._store_configs = dict(self.config.stores)
-        for cfg in self.config.credentials:
-            self.credentials[cfg.name] = self._new_state(cfg, self.stores)
-        for st in self.credentials.values():
-            self._publish(st)
+        with heap.collector_paused():
+            for cfg in self.config.credentials:
+                self.credentials[cfg.name] = self._new_state(cfg, self.stores)
+            for st in self.credentials.values():
+                self._publish(st)
 
     def plan(self) -> list[Finding]:
         """Quota/cost findings for every target, and a replica plan whose last rank acts too late."""
@@ -218,26 +219,39 @@ class Engine:
         await self._start_credentials(list(self.credentials.values()))
 
     async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
-        """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once."""
-        await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
+        """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once.
+
+        Jobs are armed in batches (`schedule.CredentialJobs.batched`): the read-backs planned by
+        the adoption when it ends, the runs every ``YIELD_EVERY`` credentials, before the loop
+        turns (so the watchdog never sees a planned run without its job).
+        """
+        with heap.collector_paused():
+            await self._adopt_and_schedule(states, set(remint))
+
+    async def _adopt_and_schedule(self, states: list[CredentialState], remint: set[str]) -> None:
+        with _batched(self.verify_jobs):
+            await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
         now = self.clock()
-        remint = set(remint)
         adopted = 0
-        for i, st in enumerate(states):
-            if i and i % YIELD_EVERY == 0:
+        for first in range(0, len(states), YIELD_EVERY):
+            if first:
                 await asyncio.sleep(0)
-            if st.name in remint and st.token is not None:
-                # Still served (the targets hold it) until the new identity's token replaces it,
-                # but due now, whatever the targets' copy says.
-                self._set_token(st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now)))
-                st.adopted = False
-            if st.token is None and st.rank > 0:
-                st.waiting_since = now  # a follower looks k x takeover_delay later (decide.wake_at)
-            self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
-            self._publish(st)
-            if st.adopted:
-                adopted += 1
-            self._schedule(st)
+            with _batched(self.jobs):
+                for st in states[first : first + YIELD_EVERY]:
+                    if st.name in remint and st.token is not None:
+                        # Still served (the targets hold it) until the new identity's token replaces it,
+                        # but due now, whatever the targets' copy says.
+                        self._set_token(
+                            st, dataclasses.replace(st.token, refresh_after=min(st.token.refresh_after, now))
+                        )
+                        st.adopted = False
+                    if st.token is None and st.rank > 0:
+                        st.waiting_since = now  # a follower looks k x takeover_delay later (decide.wake_at)
+                    self.metrics.init_credential(st.name, [ts.label for ts in st.targets])
+                    self._publish(st)
+                    if st.adopted:
+                        adopted += 1
+                    self._schedule(st)
         log.info("started", credentials=len(states), adopted=adopted, to_mint=len(states) - adopted)
 
     async def _beat(self) -> None:
@@ -416,6 +430,10 @@ class Engine:
     def not_ready(self) -> list[dict[str, Any]]:
         """Every credential/target without an unexpired token (for /readyz)."""
         return report.not_ready(self.credentials.values(), self.clock())
+
+
+def _batched(jobs: schedule.CredentialJobs | None) -> contextlib.AbstractContextManager[None]:
+    return jobs.batched() if jobs is not None else contextlib.nullcontext()
 
 
 def _is_job_task(task: asyncio.Task[Any]) -> bool:

@@ -33,8 +33,9 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
         if group not in limits or float(limit) < limits[group]:
             limits[group], strictest[group] = float(limit), name
     rate: dict[str, float] = {}
-    for cred in config.credentials:
-        pol = cred.policy(config.defaults)
+    # Each credential's policy once (a validated record, ~10 us): both passes below read it.
+    policies = [cred.policy(config.defaults) for cred in config.credentials]
+    for cred, pol in zip(config.credentials, policies, strict=True):
         life = cred.token_lifetime_for(config.defaults)
         average_interval = max(policy.refresh_time(0.0, life, 0.0, pol, 0.5), pol.min_interval)
         for tgt in cred.targets:
@@ -55,8 +56,7 @@ def plan_findings(config: Config, stores: Mapping[str, Store]) -> list[Finding]:
                 "or raise the limit where the service allows it (e.g. SSM higher throughput)",
             )
         )
-    for cred in config.credentials:
-        pol = cred.policy(config.defaults)
+    for cred, pol in zip(config.credentials, policies, strict=True):
         lifetime = cred.token_lifetime_for(config.defaults)
         if pol.min_remaining >= lifetime:
             findings.append(

@@ -38,5 +38,6 @@ def test_startup_breakdown_runs_on_file_and_openbao(tmp_path: Path) -> None:
     for res in results:
         run = res["in_process"]
         assert run["adopted"] == 30 and res["mints"] == 0, res
+        assert set(run["gc"]) == {"collections", "seconds"}, run
         for kind in ("wall_s", "cpu_s"):
             assert set(STEPS) <= set(run[kind]), run[kind]

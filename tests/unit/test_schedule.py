@@ -111,3 +111,43 @@ async def test_credential_jobs_arm_moves_cancel_removes_and_armed_at_reports():
         assert jobs.armed_at("x") is None and scheduler.get_jobs() == []
     finally:
         scheduler.shutdown(wait=False)
+
+
+async def test_batched_arms_add_copies_in_the_job_stores_order_and_move_existing_jobs():
+    """Pins the MemoryJobStore internals `add_copies` merges into: ``_jobs`` sorted by (next run, id),
+    ``_jobs_index`` by id; a later lookup, move or removal by APScheduler finds every job."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+
+    async def run(name: str, planned: float) -> None:
+        raise AssertionError("nothing here is due")
+
+    jobs = CredentialJobs(scheduler, run)
+    try:
+        base = time.time() + 3600
+        jobs.arm("moved", base + 500)  # the template, through add_job
+        with jobs.batched():
+            for i in range(300):
+                jobs.arm(f"c{i:03d}", base + (i * 7919) % 300)  # out of order, some times shared
+            jobs.arm("moved", base + 1)  # an existing job: moved, not added twice
+            jobs.arm("c000", base + 299.5)  # the last arm of a name counts
+            jobs.arm("gone", base)
+            jobs.cancel("gone")  # cancelled inside the batch: never added
+            assert scheduler.get_job(job_id("c001")) is None, "held back until the batch ends"
+        store = scheduler._jobstores["default"]
+        order = [(ts, job.id) for job, ts in store._jobs]
+        assert order == sorted(order) and len(order) == 301
+        assert set(store._jobs_index) == {job.id for job, _ in store._jobs}
+        assert jobs.armed_at("c000") == pytest.approx(base + 299.5, abs=1e-3)
+        assert jobs.armed_at("moved") == pytest.approx(base + 1, abs=1e-3)
+        assert jobs.armed_at("gone") is None
+        copy = scheduler.get_job(job_id("c123"))
+        template = scheduler.get_job(job_id("moved"))
+        assert copy.func is template.func and copy.trigger is template.trigger and copy.args == ("c123",)
+        assert copy.max_instances == template.max_instances and copy.misfire_grace_time is None
+        jobs.arm("c123", base + 10_000)  # APScheduler's own update and removal find the merged jobs
+        jobs.cancel("c200")
+        order = [(ts, job.id) for job, ts in store._jobs]
+        assert order == sorted(order) and len(order) == 300 and order[-1][1] == job_id("c123")
+    finally:
+        scheduler.shutdown(wait=False)

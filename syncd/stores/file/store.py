@@ -398,12 +398,12 @@ class FileStore:
             # About the directory, not the key: said once per store, not once per credential.
             self._planned_directory = True
             findings.extend(self._directory_findings())
-        path = self.directory / key
-        existing = next((p for p in [path.parent, *path.parents] if p.exists()), None)
+        parent = (self.directory / key).parent
+        existing = _nearest_existing(parent)
         if (
             existing is not None
             and not os.access(existing, os.W_OK)
-            and (existing == path.parent or self.config.create_directory)
+            and (existing == parent or self.config.create_directory)
         ):
             findings.append(
                 Finding(
@@ -414,3 +414,12 @@ class FileStore:
                 )
             )
         return findings
+
+
+def _nearest_existing(directory: Path) -> Path | None:
+    """``directory`` or its nearest ancestor that exists (one stat when it exists, as it mostly does)."""
+    while not directory.exists():
+        if directory.parent == directory:
+            return None
+        directory = directory.parent
+    return directory
