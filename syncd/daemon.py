@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from syncd import logs, replicas, shutdown
+from syncd import heap, logs, replicas, shutdown
 from syncd.config import Config, ConfigError, load_config
 from syncd.engine import Engine, plan_findings
 from syncd.server import HttpServer
@@ -107,22 +106,6 @@ async def run_daemon(config: Config, config_file: Path | None) -> int:
         loop.set_default_executor(ThreadPoolExecutor())  # a caller's loop stays usable
 
 
-def _out_of_later_collections(*, collect_first: bool) -> None:
-    """Keep what start-up (or a reload) built out of every later garbage collection.
-
-    At 10,000 credentials the heap holds ~400,000 objects the collector tracks (config,
-    per-credential state and series, jobs), and they live until a reload drops them. A full
-    (generation-2) collection walks every one with the event loop held: 120 to 340 ms measured,
-    about every 75 s at 67 rotations/s, a stall far longer than any run or scrape. Frozen, they
-    are never walked again; reference counting still frees them when a reload drops them. A
-    cycle among them would never be collected, so a reload unfreezes and collects once first.
-    """
-    if collect_first:
-        gc.unfreeze()
-        gc.collect()
-    gc.freeze()
-
-
 async def _run(config: Config, config_file: Path | None) -> int:
     engine = Engine(config)
     engine.setup()
@@ -176,7 +159,7 @@ async def _run(config: Config, config_file: Path | None) -> int:
                 log.error("reload_failed", action="keeping what runs", **logs.error_fields(exc))
                 return
             logs.configure(new.daemon.log_level, new.daemon.log_format)
-            _out_of_later_collections(collect_first=True)
+            heap.freeze_long_lived(collect_first=True)
             if new.daemon.listen != old_listen:
                 log.warning(
                     "reload_partial",
@@ -203,7 +186,7 @@ async def _run(config: Config, config_file: Path | None) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await engine.start()
-        _out_of_later_collections(collect_first=False)  # after `started`: not part of the start-up time
+        heap.freeze_long_lived(collect_first=False)  # after `started`: not part of the start-up time
         started.set()
         log.info("running", credentials=len(engine.credentials), stores=sorted(engine.stores))
         await stop.wait()
@@ -219,6 +202,6 @@ async def _run(config: Config, config_file: Path | None) -> int:
         finally:
             for sig in _SIGNALS:
                 loop.remove_signal_handler(sig)
-            gc.unfreeze()  # a process that ran the daemon in-process collects as before
+            heap.thaw()  # a process that ran the daemon in-process collects as before
         log.info("stopped")
     return 0

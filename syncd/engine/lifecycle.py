@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,9 +20,9 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import heap, identity, logs, replicas, schedule, shutdown, verify
+from syncd import heap, identity, logs, replicas, schedule, verify
 from syncd.config import Config, CredentialConfig, StoreConfig
-from syncd.engine import decide, once, reload, report, takeover
+from syncd.engine import decide, drain, once, reload, report, takeover
 from syncd.engine.adopt import YIELD_EVERY, adopt_all
 from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
@@ -361,11 +360,11 @@ class Engine:
         # which would cut every in-flight write short instead of letting it finish.
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.pause()
-        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and _is_job_task(t)]
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and drain.is_job_task(t)]
         if running:
             _, pending = await asyncio.wait(running, timeout=bound)
             if pending:
-                await self._abandon(pending, bound)
+                await drain.abandon(pending, self.credentials.values(), self.clock(), bound)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._heartbeat_task is not None:
@@ -374,46 +373,12 @@ class Engine:
                 await self._heartbeat_task
         # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
         # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
-        await asyncio.gather(*(self._close_store(store) for store in self.stores.values()))
+        await asyncio.gather(*(drain.close_store(store, CLOSE_TIMEOUT) for store in self.stores.values()))
         clients = self._http_clients.owned()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
         for st in self.credentials.values():
             st.state = "stopped" if st.state == "starting" else st.state
-
-    async def _abandon(self, pending: set[asyncio.Task[Any]], bound: float) -> None:
-        """Log what the runs cut at ``drain_timeout`` leave unwritten, cancel them and wait (bounded)."""
-        cut = [st for st in self.credentials.values() if st.running]
-        log.warning("drain_timeout", unfinished=len(pending), credentials=sorted(st.name for st in cut), bound=bound)
-        now = self.clock()
-        for st in cut:
-            for ts in shutdown.unwritten_targets(st.token, st.targets, now):
-                log.warning(
-                    "write_abandoned",
-                    credential=st.name,
-                    target=ts.label,
-                    store=ts.store.name,
-                    fingerprint=st.token.fingerprint if st.token else None,
-                    reason=f"not finished within drain_timeout ({bound:g}s); the target keeps what it held",
-                )
-        # The cancelled jobs' tracebacks would only repeat this event.
-        quiet = logging.getLogger("apscheduler.executors")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)
-        try:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=1.0)
-        finally:
-            quiet.setLevel(level)
-
-    async def _close_store(self, store: Store) -> None:
-        try:
-            await asyncio.wait_for(store.aclose(), CLOSE_TIMEOUT)
-        except TimeoutError:
-            log.warning("store_close", store=store.name, error=f"not closed within {CLOSE_TIMEOUT:g}s; abandoned")
-        except Exception as exc:
-            log.warning("store_close", store=store.name, **logs.error_fields(exc))
 
     # ------------------------------------------------------------------ views
 
@@ -434,9 +399,3 @@ class Engine:
 
 def _batched(jobs: schedule.CredentialJobs | None) -> contextlib.AbstractContextManager[None]:
     return jobs.batched() if jobs is not None else contextlib.nullcontext()
-
-
-def _is_job_task(task: asyncio.Task[Any]) -> bool:
-    coro = task.get_coro()
-    qualname = getattr(coro, "__qualname__", "")
-    return "run_coroutine_job" in qualname or "Engine.run_credential" in qualname
