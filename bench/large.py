@@ -229,6 +229,37 @@ ROUND2_CHANGES = """The changes of this round, each measured before and after in
   a fifth of the CPU of an hvac read; judging and scheduling yield to the loop every 256 credentials, so
   `/livez` answers during a long start-up. 10,000 fresh tokens, 0 mints, on a loaded machine: file 15.9 →
   11.8 s, OpenBao 48.1 → 22.3 s from spawn to `started` (`Engine.start` CPU: 7.9 → 5.8 s and 29.4 → 9.0 s).
+  Then: start-up's jobs are added in batches (`schedule.add_copies`: one merge into the job store's sorted
+  list and one wake-up per batch; the read-backs the adoption plans when it ends, the runs every 256
+  credentials); the config is parsed with tomli's compiled build (the same parser as tomllib: ~1.1 → ~0.25 s
+  at 10,000 credentials) and a refresh policy is made once per distinct set of values; the garbage collector
+  is held off during the config load, set-up and adoption (`syncd/heap.py`: its full collections walked every
+  long-lived object, ~0.9 s of CPU for nothing found). Measured the same day on the same machine (load 1 to
+  6): file 9.4 → 5.6 and 6.7 s from spawn to `started` in two runs (in-process 8.9 → 5.2 s wall, 8.5 → 5.1 s
+  CPU; alternating spawns of the old and new code on one seeded store: 8.0 / 8.4 s → 6.0 / 6.6 s), OpenBao
+  19.3 → 18.7 and 14.8 s: there the 10,000 KV GETs are most of it (in-process reads 4.8 s of syncd's CPU,
+  ~0.4 ms per GET inside aiohttp, while the OpenBao server needs the same two cores). 0 mints in every run.
+- **A mint goes straight to aiohttp** (`syncd/oauth/direct.py`): for a client built by `build_http_client`, when
+  httpx itself would route the URL to `AiohttpTransport` (no proxy, auth, hooks or cookies), `mint` sends the
+  request httpx would build (same headers in httpx's order, same form bytes, the client's timeouts, no
+  redirects) through the transport's aiohttp session and reads the capped body itself; failures are the same
+  httpx exceptions, classified in one place. Every outcome is table-tested against the httpx path on a local
+  server. CPU per mint in-process (`python -m bench.mint_cost`, fake IdP in its own process): ~900 → ~590 µs;
+  a bare aiohttp POST costs ~380-490 µs in the same runs. Two bugs found on the way: with our transport given,
+  httpx no longer mounted `HTTPS_PROXY` / `NO_PROXY` (token requests went direct despite the docs), and a
+  non-ASCII response header made `mint` raise `UnicodeEncodeError`; both fixed.
+- **A scrape is written in parts** (`syncd/server.py`, `syncd/exposition.py`): each series keeps its line as
+  bytes, a family yields 1,024 series per part, and the page goes out part by part with a Content-Length (never
+  joined into one 9 MB body), the loop getting a turn every 2 ms of render or write. In-process at 10,000
+  credentials (`python -m bench.scrape_cost`, scraped from another process while 67 rotations/s update the
+  series): wall per scrape median 39-70 → 31-45 ms, longest loop stall 41-72 → 11-16 ms, server CPU per scrape
+  ~36 → 24-27 ms. gzip was measured and left out (level 1 costs ~26 ms of CPU for the page).
+- **Start-up's state is frozen out of later collections** (`gc.freeze()` after `started`, again after a reload
+  that collected once): at 10,000 credentials a full collection walked ~400,000 objects with the loop held,
+  273-336 ms about every 75 s at 67 rotations/s, a longer stall than any scrape; frozen, 16-47 ms.
+- **A failed read-back is retried once per rotation** (`verify.next_after_failure`): with `auto`, a store that
+  stays unreachable got a read attempt at every halving of the remaining gap (up to ~11 per rotation of a
+  20-minute token); now the check and one retry.
 - **The mint's hot path**: each token URL is parsed once (origin, display form, httpx URL), a client secret
   already registered with the redactor is not registered again, secrets made of unreserved characters skip
   the quoting pass (their encoded spellings are themselves), one pending target write is awaited without a
