@@ -36,7 +36,7 @@ from syncd.oauth import MintRequest, build_http_client, mint
 FORM = {"grant_type": "client_credentials", "client_id": "bench", "client_secret": "bench-secret-0123456789"}
 
 
-class _Wrapped(httpx.AsyncBaseTransport):
+class HttpxPathOnly(httpx.AsyncBaseTransport):
     """Forwards to another transport: ``mint`` does not recognise it, so it keeps the httpx path."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
@@ -65,7 +65,7 @@ async def _measure(token_url: str, count: int, warmup: int) -> dict[str, float]:
     )
     direct = build_http_client()
     via_httpx = build_http_client()
-    via_httpx._transport = _Wrapped(via_httpx._transport)  # the reference path, on purpose
+    via_httpx._transport = HttpxPathOnly(via_httpx._transport)  # the reference path, on purpose
     session = aiohttp.ClientSession()
 
     async def bare() -> object:

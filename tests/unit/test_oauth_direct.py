@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from bench.mint_cost import HttpxPathOnly
 from syncd.oauth import MAX_BODY, MintError, MintRequest, Token, build_http_client, direct, mint
 from syncd.oauth.transport import AiohttpTransport
 from tests.peers.servers import free_port
@@ -33,22 +34,9 @@ def _req(url: str, **kw: Any) -> MintRequest:
     return MintRequest(credential="calm", token_url=url, client_id="calm", client_secret=SecretStr(SECRET), **kw)
 
 
-class _HttpxOnly(httpx.AsyncBaseTransport):
-    """Forwards to the real transport; ``mint`` does not recognise it, so it takes httpx's path."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
 def _httpx_only_client() -> httpx.AsyncClient:
     client = build_http_client()
-    client._transport = _HttpxOnly(client._transport)
+    client._transport = HttpxPathOnly(client._transport)
     return client
 
 
