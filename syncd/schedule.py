@@ -53,6 +53,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.util import datetime_to_utc_timestamp
 
 __all__ = [
+    "FIRED_GRACE",
     "UNBOUNDED_INSTANCES",
     "WATCHDOG_GRACE",
     "CredentialJobs",
@@ -73,6 +74,11 @@ UNBOUNDED_INSTANCES = sys.maxsize
 WATCHDOG_GRACE = 5.0
 
 Runner = Callable[[str, float | None], Awaitable[None]]
+#: How long a run whose job has fired may wait for the loop to start it before the watchdog
+#: calls it lost. A started run always arms its next one (or another run of it does), so this
+#: only catches a run the loop never started; a loop that far behind shows in the lateness.
+FIRED_GRACE = 60.0
+
 #: (name, planned next run, running) of a credential, as the watchdog sees it.
 Plan = tuple[str, float | None, bool]
 #: (name, planned next run, fire time of its job or None) of a credential off the schedule.
@@ -87,7 +93,15 @@ def job_id(name: str) -> str:
     return f"cred:{name}"
 
 
-def is_lost(planned: float | None, now: float, *, running: bool, armed_at: float | None, grace: float) -> bool:
+def is_lost(
+    planned: float | None,
+    now: float,
+    *,
+    running: bool,
+    armed_at: float | None,
+    grace: float,
+    fired_grace: float = FIRED_GRACE,
+) -> bool:
     """Whether a credential has fallen off the schedule and must be re-armed.
 
     ``planned`` is the engine's planned next run, ``armed_at`` the fire time of the job
@@ -95,10 +109,22 @@ def is_lost(planned: float | None, now: float, *, running: bool, armed_at: float
     yet, is never lost; one whose job still waits to fire at (about) the planned time is
     only late (the scheduler will fire it); one overdue by more than ``grace`` with no
     job, or a job for a much later time, is lost.
+
+    A job parked by its firing (``armed_at`` is its fire time plus `PARKED`) has handed
+    its run to the loop, which starts it on a later turn: that run is waiting, not lost,
+    until ``fired_grace`` has passed since the firing. Re-arming it would fire a second
+    run behind the first, one more job move and one more task each, on a loop that is
+    already too busy to start the first (seen at 100,000 credentials: tens of thousands
+    of re-arms in minutes).
     """
     if running or planned is None or now - planned <= grace:
         return False
-    return armed_at is None or armed_at - planned > grace
+    if armed_at is None:
+        return True
+    if armed_at - planned > PARKED.total_seconds() / 2:
+        fired_at = armed_at - PARKED.total_seconds()
+        return now - fired_at > fired_grace
+    return armed_at - planned > grace
 
 
 def arm(

@@ -141,7 +141,7 @@ def adopt_found(
     rotation.set_token(st, rotation.rebase(st, best))
     holding = [ts for ts in st.targets if ts.stored_fingerprint == best.fingerprint]
     for ts in holding:
-        rotation.verified(st, ts, best, now)
+        rotation.read_holding(st, ts, now)  # this read was the rotation's read-back
     st.adopted = True
     st.state = "ok"
     logger.info(

@@ -8,6 +8,7 @@ puts it together the way one credential's run needs it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -181,6 +182,18 @@ def mint_timeout(configured: float, token: TokenPayload | None, now: float) -> f
     """
     life = token.lifetime if token is not None and _valid(token, now) else None
     return policy.effective_mint_timeout(configured, life)
+
+
+def mint_urgency(token: TokenPayload | None, now: float, pol: policy.RefreshPolicy) -> float:
+    """The order of a mint waiting for a slot (`admission.MintSlots`): the lowest is admitted first.
+
+    No valid token (nothing served, or the held one expired) is the most urgent; otherwise the
+    held token's refresh deadline (`policy.effective_deadline`): the one whose consumers lose
+    their margin first.
+    """
+    if token is None or not _valid(token, now):
+        return -math.inf
+    return policy.effective_deadline(token.issued_at, token.expires_at, pol)
 
 
 def mint_outcome(exc: BaseException) -> Outcome:

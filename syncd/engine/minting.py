@@ -3,6 +3,7 @@
 A mint has one deadline (``mint_timeout``, see `decide.mint_timeout`) that covers both the
 wait for a slot among the origin's ``max_concurrent_mints`` and the exchange itself, so a
 mint queued behind stuck ones fails when its time is up and /status shows the trouble.
+Waiting mints get the slots most urgent first (`admission.MintSlots`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from syncd import logs, policy
 from syncd.client_auth import assertion_for, tls_files_version
 from syncd.config import Config, CredentialConfig
 from syncd.engine import decide
+from syncd.engine.admission import MintSlots
 from syncd.engine.state import CredentialState
 from syncd.metrics import Metrics
 from syncd.oauth import MintRequest, Token, TransientMintError, build_http_client, endpoint_origin, mint
@@ -80,21 +82,22 @@ class Minter:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng
-        self._host_sems: dict[str, tuple[int, asyncio.Semaphore]] = {}
+        self._slots: dict[str, MintSlots] = {}
 
-    def host_semaphore(self, token_url: str) -> asyncio.Semaphore:
-        """The bound on mints in flight to one token endpoint origin (``max_concurrent_mints``).
+    def slots(self, token_url: str) -> MintSlots:
+        """The mint slots of one token endpoint origin (``max_concurrent_mints``, most urgent first).
 
-        Created on first use; a reload that changes the bound gives the origin a new
-        semaphore, and mints still holding the old one finish against the old bound.
+        Created on first use; a reload that changes the bound changes it in place, so the
+        mints already in flight still count against it.
         """
         origin = endpoint_origin(token_url)
         limit = self._settings().daemon.max_concurrent_mints
-        known = self._host_sems.get(origin)
-        if known is None or known[0] != limit:
-            known = (limit, asyncio.Semaphore(limit))
-            self._host_sems[origin] = known
-        return known[1]
+        slots = self._slots.get(origin)
+        if slots is None:
+            slots = self._slots[origin] = MintSlots(limit)
+        elif slots.limit != limit:
+            slots.set_limit(limit)
+        return slots
 
     async def mint(self, st: CredentialState) -> TokenPayload:
         """A new token for ``st``, with our jittered refresh time; raises what the mint raised."""
@@ -116,19 +119,20 @@ class Minter:
         )
         assert req.mint_timeout is not None
         deadline = asyncio.get_running_loop().time() + req.mint_timeout
-        sem = self.host_semaphore(cfg.token_url)
+        sem = self.slots(cfg.token_url)
         try:
             async with asyncio.timeout_at(deadline):
-                await sem.acquire()
+                await sem.acquire(decide.mint_urgency(st.token, self.clock(), st.policy))
         except TimeoutError:
             queued = True
         else:
             queued = False
         if queued:
             raise TransientMintError(
-                f"credential {cfg.name!r}: the IdP did not answer within mint_timeout={req.mint_timeout:g}s: "
-                f"all {self._settings().daemon.max_concurrent_mints} mint slots for {endpoint_origin(cfg.token_url)} "
-                "(max_concurrent_mints) are held by requests it has not answered; will retry with backoff",
+                f"credential {cfg.name!r}: no mint slot for {endpoint_origin(cfg.token_url)} came free within "
+                f"mint_timeout={req.mint_timeout:g}s: all {sem.limit} (max_concurrent_mints) are held by mints the "
+                f"IdP has not answered yet, {sem.waiting} more waiting (more urgent ones first); "
+                "will retry with backoff",
                 credential=cfg.name,
             )
         # Signed once a slot is free: a queued mint must not send an assertion that aged while waiting.

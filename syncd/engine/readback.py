@@ -30,6 +30,18 @@ def plan_next(st: CredentialState, ts: TargetState, payload: TokenPayload, at: f
         ts.missing = ts.missing_since = None
 
 
+def plan_after_read(st: CredentialState, ts: TargetState, at: float) -> None:
+    """The target was read at ``at`` and holds the held token (start-up adoption): that read was a check.
+
+    With ``auto`` (one read per rotation) it was this rotation's read-back, so nothing more until
+    the next write plans one (`verify.next_after_check`). Planned from the adoption's time as after
+    a write, 100,000 adopted credentials read every target again within half a refresh interval:
+    twice the rotations' own reads, in the minutes after start-up.
+    """
+    refresh = st.token.refresh_after if st.token is not None else at
+    ts.verify_at = verify.next_after_check(at, refresh, st.verify_interval)
+
+
 async def verify_targets(st: CredentialState, clock: Callable[[], float], implausible: Implausible) -> bool:
     """Read back the targets whose check is due; True when one was found without its token."""
     token = st.token

@@ -403,6 +403,11 @@ class Rotation:
         readback.plan_next(st, ts, payload, at)
         self._readback_planned(st)
 
+    def read_holding(self, st: CredentialState, ts: TargetState, at: float) -> None:
+        """The target was read at ``at`` holding the held token (adoption): plan what follows a check."""
+        readback.plan_after_read(st, ts, at)
+        self._readback_planned(st)
+
     async def verify_targets(self, st: CredentialState) -> bool:
         """Read back the targets whose check is due; True when one was found without its token."""
         return await readback.verify_targets(st, self.clock, lambda p: self.implausible(st, p))

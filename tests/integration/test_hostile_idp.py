@@ -35,7 +35,7 @@ from syncd.stores.aws_secretsmanager import SecretsManagerStore
 from syncd.stores.aws_ssm import SsmStore
 from syncd.stores.file import FileStore
 from syncd.stores.vault import VaultStore
-from tests.peers.fake_idp import FakeIdP, cached, drip, hang, ok, retry_after
+from tests.peers.fake_idp import FakeIdP, cached, delay, drip, hang, ok, retry_after
 from tests.peers.servers import OidcServer, OpenBaoServer
 
 SECRET = "hostile-secret-0123456789"
@@ -184,6 +184,45 @@ async def test_hanging_idp_does_not_starve_a_healthy_one(
         assert fake_idp.count == 2, "max_concurrent_mints bounds the requests to the hanging endpoint"
     finally:
         await engine.stop(drain_timeout=0.1)
+
+
+async def test_waiting_mints_get_the_slot_most_urgent_first(fake_idp: FakeIdP, tmp_path: Path) -> None:
+    """Five credentials due at once share one mint slot (max_concurrent_mints = 1) while the IdP takes a
+    second over the first answer (FakeIdP: delay; a real IdP cannot be made slow on cue). The others
+    wait and are admitted by urgency: the one with nothing stored, then by the stored token's deadline,
+    not in the order they came due."""
+    now = time.time()
+    stored = {"soon": 60.0, "later": 200.0, "latest": 400.0, "spare": 500.0}  # seconds left
+    for name, left in stored.items():
+        token = TokenPayload(
+            credential=name,
+            access_token=SecretStr(f"stored-{name}-0123456789abcdef"),
+            issued_at=now + left - 600.0,
+            expires_at=now + left,
+            refresh_after=now + left - 300.0,
+        )
+        (tmp_path / f"{name}.json").write_text(token.to_json())
+    fake_idp.script([delay(1.0, ok(ttl=600))])
+    fake_idp.default = ok(ttl=600)
+    # Declared least urgent first, so arrival order and urgency order differ.
+    names = ["spare", "latest", "later", "soon", "blank"]
+    cfg = engine_config(
+        tmp_path,
+        [cred(n, fake_idp.token_url, f"{n}.json") for n in names],
+        daemon={"max_concurrent_mints": 1, "mint_timeout": "30s"},
+        token_lifetime=600.0,
+        refresh_at=0.1,  # every stored token is past its refresh time: all five mint at start
+    )
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        await until(lambda: all(engine.credentials[n].mints >= 1 for n in names), what="a mint for each")
+    finally:
+        await engine.stop(drain_timeout=0.1)
+    order = [r.client_id for r in fake_idp.requests[:5]]
+    first, rest = order[0], order[1:]
+    urgent_first = [n for n in ["blank", "soon", "later", "latest", "spare"] if n != first]
+    assert rest == urgent_first, f"admitted {order} (the first took the free slot)"
 
 
 async def test_hung_mints_fail_as_transient_while_the_idp_hangs(fake_idp: FakeIdP, tmp_path: Path) -> None:

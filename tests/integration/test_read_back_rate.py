@@ -11,14 +11,17 @@ each one a paid API call on Secrets Manager.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from syncd.config import FileStoreConfig, load_config
 from syncd.engine import Engine
+from syncd.payload import TokenPayload
 from syncd.stores import base as stores_base
 from syncd.stores.base import TransientStoreError
 from syncd.stores.file import FileStore
@@ -106,3 +109,65 @@ async def test_auto_reads_a_target_back_once_per_rotation(
         f"{reads} reads for {writes} writes: more than {per_rotation} per rotation"
     )
     assert reads >= writes - 1, f"{reads} reads for {writes} writes: the read-back did not run"
+
+
+async def test_a_token_adopted_at_start_up_is_not_read_again_before_its_next_write(
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adoption read the target and found the token: with "auto" that was the rotation's read-back.
+
+    Planned as after a write, every adopted credential read its targets again within half a refresh
+    interval of start-up (at 100,000 credentials, twice the rotations' own reads, in the minutes the
+    start-up's backlog of mints needs the loop).
+    """
+    real = stores_base.store_class
+    monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
+    monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
+    CountingFileStore.reads = CountingFileStore.writes = 0
+    CountingFileStore.fail_reads = False
+    now = time.time()
+    stored = TokenPayload(
+        credential="readback",
+        access_token=SecretStr("adopted-token-0123456789abcdef"),
+        issued_at=now,
+        expires_at=now + TTL,
+        refresh_after=now + REFRESH_AT * TTL,
+    )
+    (tmp_path / "readback.json").write_text(stored.to_json())
+    cfg = load_config(
+        data={
+            "daemon": {"listen": "127.0.0.1:0"},
+            "defaults": {"refresh_at": REFRESH_AT, "jitter": 0, "min_remaining": "1s", "verify_interval": "auto"},
+            "stores": {"out": {"type": "counting-file", "directory": str(tmp_path)}},
+            "credentials": [
+                {
+                    "name": "readback",
+                    "token_url": oidc8.token_url,
+                    "client_id": CLIENT.client_id,
+                    "client_secret": {"env": "READBACK_SECRET"},
+                    "token_lifetime": f"{TTL}s",
+                    "targets": [{"store": "out", "key": "readback.json"}],
+                }
+            ],
+        }
+    )
+    engine = Engine(cfg)
+    await engine.start()
+    try:
+        assert engine.credentials["readback"].adopted, "the stored token was adopted"
+        assert engine.credentials["readback"].targets[0].verify_at is None
+        for _ in range(400):  # until the first write, at the adopted token's refresh (~6.4 s)
+            if CountingFileStore.writes >= 1:
+                break
+            await asyncio.sleep(0.05)
+        reads_before_write = CountingFileStore.reads
+        for _ in range(200):  # ... and the read-back that write plans (3.2 s later)
+            if CountingFileStore.reads > reads_before_write:
+                break
+            await asyncio.sleep(0.05)
+        reads_after_write = CountingFileStore.reads
+    finally:
+        await engine.stop()
+    assert CountingFileStore.writes >= 1
+    assert reads_before_write == 0, f"{reads_before_write} read-backs between adoption and the first write"
+    assert reads_after_write >= 1, "the first write planned no read-back"

@@ -7,6 +7,8 @@ properties in test_policy.py; these rows pin how a credential's run puts it toge
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from pydantic import SecretStr
 
@@ -238,6 +240,27 @@ MINT_TIMEOUT = {
 def test_mint_timeout(row):
     configured, held, now, expected = row
     assert decide.mint_timeout(configured, held, T0 + now) == pytest.approx(expected)
+
+
+# (held token, now) -> the urgency of its mint while it waits for a slot (lowest admitted first)
+MINT_URGENCY = {
+    "no token: before any held one": (None, 0, -math.inf),
+    "the held token expired: as urgent as none": (token(0, 20, 10), 20, -math.inf),
+    "a valid token: its refresh deadline, expiry minus min_remaining": (token(), 100, T0 + 300 - 30),
+    "due or not, the deadline counts, not the refresh time": (token(0, 300, 10), 100, T0 + 300 - 30),
+}
+
+
+@pytest.mark.parametrize("row", MINT_URGENCY.values(), ids=MINT_URGENCY.keys())
+def test_mint_urgency(row):
+    held, now, expected = row
+    assert decide.mint_urgency(held, T0 + now, POLICY) == pytest.approx(expected)
+
+
+def test_mint_urgency_orders_the_token_that_runs_out_first_before_a_longer_one():
+    short, long = token(0, 60, 30), token(0, 3600, 1800)
+    assert decide.mint_urgency(None, T0, POLICY) < decide.mint_urgency(short, T0, POLICY)
+    assert decide.mint_urgency(short, T0, POLICY) < decide.mint_urgency(long, T0, POLICY)
 
 
 MINT_OUTCOME = {

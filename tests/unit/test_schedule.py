@@ -11,7 +11,9 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from syncd.schedule import CredentialJobs, is_lost, job_id
+from syncd.schedule import FIRED_GRACE, PARKED, CredentialJobs, LoopScheduler, is_lost, job_id
+
+PARKED_S = PARKED.total_seconds()
 
 # planned, now, running, armed_at, lost
 CASES = [
@@ -23,6 +25,10 @@ CASES = [
     (100.0, 106.0, False, 104.0, False),  # a job within the grace of the plan
     (100.0, 106.0, False, 500.0, True),  # a job for a much later time than planned: lost
     (100.0, 100.0, False, None, False),  # planned now
+    (100.0, 106.0, False, 101.0 + PARKED_S, False),  # fired at 101, its run not started yet: waiting
+    (100.0, 160.0, False, 101.0 + PARKED_S, False),  # ... 59 s later (FIRED_GRACE is 60)
+    (100.0, 162.0, False, 101.0 + PARKED_S, True),  # ... 61 s later: the loop never started it, lost
+    (100.0, 106.0, True, 101.0 + PARKED_S, False),  # fired and running
 ]
 
 
@@ -109,6 +115,37 @@ async def test_credential_jobs_arm_moves_cancel_removes_and_armed_at_reports():
         jobs.cancel("x")
         jobs.cancel("x")  # cancelling twice is harmless
         assert jobs.armed_at("x") is None and scheduler.get_jobs() == []
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_a_fired_run_the_loop_has_not_started_is_not_lost():
+    """Between a job's firing (it parks) and its run's first step, the run waits in the loop's queue.
+
+    The watchdog must leave it alone (re-arming it fired a second run behind the first, a storm at
+    100,000 credentials); once FIRED_GRACE has passed with the run still not started, it is lost.
+    """
+    scheduler = LoopScheduler(timezone=UTC)
+    scheduler.start()
+    started: list[str] = []
+
+    async def run(name: str, planned: float | None) -> None:
+        started.append(name)
+
+    jobs = CredentialJobs(scheduler, run)
+    try:
+        planned = time.time() - 10.0  # overdue by more than the grace
+        jobs.arm("x", planned)
+        scheduler._process_jobs()  # fires it now: the run's task is created, not yet started
+        assert started == []
+        armed_at = jobs.armed_at("x")
+        assert armed_at is not None and armed_at - planned > PARKED_S / 2, "the fired job is parked"
+        now = time.time()
+        assert list(jobs.lost([("x", planned, False)], now, grace=5.0)) == []
+        later = armed_at - PARKED_S + FIRED_GRACE + 1.0
+        assert [n for n, _, _ in jobs.lost([("x", planned, False)], later, grace=5.0)] == ["x"]
+        await asyncio.sleep(0.05)
+        assert started == ["x"]
     finally:
         scheduler.shutdown(wait=False)
 
