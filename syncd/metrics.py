@@ -134,6 +134,12 @@ class Metrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
+        self.mints_waiting = Gauge(
+            "syncd_mints_waiting",
+            "Mints waiting for one of the token endpoint's max_concurrent_mints slots (most urgent admitted first).",
+            ["endpoint"],
+            registry=r,
+        )
         self.schedule_rearmed = Counter(
             "syncd_schedule_rearmed",
             "Credentials the watchdog found off the schedule (planned run overdue, none armed) and re-armed.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 
 __all__ = ["MintSlots"]
 
@@ -28,9 +29,10 @@ class MintSlots:
     Not thread-safe: one event loop's tasks use it, as with `asyncio.Semaphore`.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_waiting: Callable[[int], None] = lambda n: None) -> None:
         if limit < 1:
             raise ValueError(f"a mint slot limit is at least 1, got {limit}")
+        self._on_waiting = on_waiting  # told the number of waiters whenever it changes (a gauge)
         self._limit = limit
         self.in_flight = 0
         self._queue: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -61,6 +63,7 @@ class MintSlots:
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._queue, (urgency, next(self._arrivals), slot))
         self._waiting += 1
+        self._on_waiting(self._waiting)
         try:
             await slot
         except BaseException:
@@ -68,6 +71,7 @@ class MintSlots:
                 self.release()  # handed over as the caller gave up: the next waiter gets it
             else:
                 self._waiting -= 1
+                self._on_waiting(self._waiting)
                 slot.cancel()  # its queue entry is skipped when reached ...
                 if len(self._queue) > 2 * self._waiting + 64:  # ... or dropped here, while a hung IdP holds every slot
                     self._queue = [entry for entry in self._queue if not entry[2].done()]
@@ -88,4 +92,5 @@ class MintSlots:
                 continue
             self.in_flight += 1
             self._waiting -= 1
+            self._on_waiting(self._waiting)
             slot.set_result(None)

@@ -196,6 +196,22 @@ def mint_urgency(token: TokenPayload | None, now: float, pol: policy.RefreshPoli
     return policy.effective_deadline(token.issued_at, token.expires_at, pol)
 
 
+def slot_patience(mint_timeout: float, token: TokenPayload | None, now: float, pol: policy.RefreshPolicy) -> float:
+    """How long a mint may wait for one of its endpoint's slots before it fails (`admission.MintSlots`).
+
+    ``mint_timeout`` (the exchange's own bound) with no valid token: nothing is served, and a
+    hung IdP must show as failed mints. While a valid token is held, until ``mint_timeout``
+    before its refresh deadline, so the exchange still ends by then: a mint queued behind a
+    backlog waits for its turn instead of failing and coming back. Each failure costs a log
+    line, a backoff and a rescheduled run, and a backlog of them on a busy loop was a retry
+    storm that left no time for the mints themselves (100,000 credentials after start-up).
+    """
+    if token is None or not _valid(token, now):
+        return mint_timeout
+    deadline = policy.effective_deadline(token.issued_at, token.expires_at, pol)
+    return max(mint_timeout, deadline - now - mint_timeout)
+
+
 def mint_outcome(exc: BaseException) -> Outcome:
     """A failed mint's kind: a `MintError` says what it is; a missing secret or a bad
     request is a credential problem (fatal pace); anything unexpected is retried with backoff."""

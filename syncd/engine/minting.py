@@ -1,9 +1,10 @@
 """One mint for one credential: a slot at the token endpoint, the exchange, the payload.
 
-A mint has one deadline (``mint_timeout``, see `decide.mint_timeout`) that covers both the
-wait for a slot among the origin's ``max_concurrent_mints`` and the exchange itself, so a
-mint queued behind stuck ones fails when its time is up and /status shows the trouble.
-Waiting mints get the slots most urgent first (`admission.MintSlots`).
+A mint first waits for one of its token endpoint's ``max_concurrent_mints`` slots, most
+urgent first (`admission.MintSlots`), for at most `decide.slot_patience`: ``mint_timeout``
+with no valid token (a mint queued behind stuck ones fails, and /status shows the trouble),
+longer while a valid token can wait. The exchange then has ``mint_timeout`` (see
+`decide.mint_timeout`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Minter:
         limit = self._settings().daemon.max_concurrent_mints
         slots = self._slots.get(origin)
         if slots is None:
-            slots = self._slots[origin] = MintSlots(limit)
+            slots = self._slots[origin] = MintSlots(limit, self.metrics.mints_waiting.labels(endpoint=origin).set)
         elif slots.limit != limit:
             slots.set_limit(limit)
         return slots
@@ -118,23 +119,26 @@ class Minter:
             mint_timeout=decide.mint_timeout(daemon.mint_timeout, st.token, self.clock()),
         )
         assert req.mint_timeout is not None
-        deadline = asyncio.get_running_loop().time() + req.mint_timeout
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        patience = decide.slot_patience(req.mint_timeout, st.token, now, st.policy)
         sem = self.slots(cfg.token_url)
         try:
-            async with asyncio.timeout_at(deadline):
-                await sem.acquire(decide.mint_urgency(st.token, self.clock(), st.policy))
+            async with asyncio.timeout(patience):
+                await sem.acquire(decide.mint_urgency(st.token, now, st.policy))
         except TimeoutError:
             queued = True
         else:
             queued = False
         if queued:
             raise TransientMintError(
-                f"credential {cfg.name!r}: no mint slot for {endpoint_origin(cfg.token_url)} came free within "
-                f"mint_timeout={req.mint_timeout:g}s: all {sem.limit} (max_concurrent_mints) are held by mints the "
-                f"IdP has not answered yet, {sem.waiting} more waiting (more urgent ones first); "
-                "will retry with backoff",
+                f"credential {cfg.name!r}: no mint slot for {endpoint_origin(cfg.token_url)} came free in "
+                f"{patience:g}s (mint_timeout={req.mint_timeout:g}s, or while a valid token is held until its refresh "
+                f"deadline): all {sem.limit} (max_concurrent_mints) are held by mints the IdP has not answered "
+                f"yet, {sem.waiting} more waiting (more urgent ones first); will retry with backoff",
                 credential=cfg.name,
             )
+        deadline = loop.time() + req.mint_timeout  # the exchange's own bound, from the slot on
         # Signed once a slot is free: a queued mint must not send an assertion that aged while waiting.
         try:
             assertion = assertion_for(cfg, client_id, secret, self.clock())

@@ -120,3 +120,19 @@ def test_a_limit_below_one_is_refused(limit):
 async def test_release_without_a_slot_is_an_error():
     with pytest.raises(RuntimeError, match="without a slot"):
         MintSlots(1).release()
+
+
+async def test_the_waiting_count_is_reported_each_time_it_changes():
+    seen: list[int] = []
+    slots = MintSlots(1, on_waiting=seen.append)
+    await slots.acquire(0.0)
+    admitted: list[float] = []
+    tasks = await _holders(slots, [1.0, 2.0], admitted)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await slots.acquire(3.0)
+    slots.release()
+    slots.release()
+    await asyncio.gather(*tasks)
+    assert seen == [1, 2, 3, 2, 1, 0]
+    assert slots.waiting == 0

@@ -263,6 +263,22 @@ def test_mint_urgency_orders_the_token_that_runs_out_first_before_a_longer_one()
     assert decide.mint_urgency(short, T0, POLICY) < decide.mint_urgency(long, T0, POLICY)
 
 
+# (mint_timeout, held token, now) -> how long the mint may wait for a slot
+SLOT_PATIENCE = {
+    "no token: mint_timeout, so a hung IdP shows as failed mints": (10.0, None, 0, 10.0),
+    "the held token expired: mint_timeout": (10.0, token(0, 20, 10), 20, 10.0),
+    "a valid token: until mint_timeout before its refresh deadline": (10.0, token(), 100, 300 - 30 - 100 - 10.0),
+    "near the deadline: never less than mint_timeout": (10.0, token(), 265, 10.0),
+    "past the deadline, still valid: mint_timeout": (10.0, token(), 290, 10.0),
+}
+
+
+@pytest.mark.parametrize("row", SLOT_PATIENCE.values(), ids=SLOT_PATIENCE.keys())
+def test_slot_patience(row):
+    configured, held, now, expected = row
+    assert decide.slot_patience(configured, held, T0 + now, POLICY) == pytest.approx(expected)
+
+
 MINT_OUTCOME = {
     "transient mint error": (TransientMintError("503", credential="calm"), "transient"),
     "fatal mint error": (FatalMintError("invalid_client", credential="calm"), "fatal"),
