@@ -291,6 +291,12 @@ class CredentialJobs:
         self.scheduler = scheduler
         self._run = run
         self._prefix = prefix  # "cred:" for the runs (see job_id), "verify:" for the read-backs
+        # A job store of its own: moving a job is a delete and an insert in the store's sorted list,
+        # a copy of everything after each point, so two stores of n jobs cost half of one of 2n
+        # (at 100,000 credentials, about four moves per rotation of ~45 us instead of ~86 us).
+        self._store = "syncd:" + prefix.rstrip(":")
+        with contextlib.suppress(ValueError):  # the scheduler has it already (another CredentialJobs of this prefix)
+            scheduler.add_jobstore(MemoryJobStore(), self._store)
         self._trigger = _ParkAfterFiring()
         self._planned: dict[str, float] = {}
         self._tz: tzinfo = UTC
@@ -305,8 +311,8 @@ class CredentialJobs:
             return
         job = self._prefix + name
         run_at = datetime.fromtimestamp(when, self._tz)
-        if self.scheduler.get_job(job) is not None:
-            self.scheduler.modify_job(job, next_run_time=run_at)
+        if self.scheduler.get_job(job, self._store) is not None:
+            self.scheduler.modify_job(job, self._store, next_run_time=run_at)
             return
         if self._template is not None and add_copy(self.scheduler, self._template, job, [name], run_at) is not None:
             return
@@ -315,6 +321,7 @@ class CredentialJobs:
             self._trigger,
             args=[name],
             id=job,
+            jobstore=self._store,
             next_run_time=run_at,
             misfire_grace_time=None,
             coalesce=True,
@@ -369,11 +376,11 @@ class CredentialJobs:
         if self._batch is not None:
             self._batch.pop(name, None)
         with contextlib.suppress(JobLookupError):
-            self.scheduler.remove_job(self._prefix + name)
+            self.scheduler.remove_job(self._prefix + name, self._store)
 
     def armed_at(self, name: str) -> float | None:
         """The fire time of the credential's job, or None when it has none."""
-        job = self.scheduler.get_job(self._prefix + name)
+        job = self.scheduler.get_job(self._prefix + name, self._store)
         when = getattr(job, "next_run_time", None) if job is not None else None
         return when.timestamp() if isinstance(when, datetime) else None
 

@@ -171,7 +171,8 @@ async def test_batched_arms_add_copies_in_the_job_stores_order_and_move_existing
             jobs.arm("gone", base)
             jobs.cancel("gone")  # cancelled inside the batch: never added
             assert scheduler.get_job(job_id("c001")) is None, "held back until the batch ends"
-        store = scheduler._jobstores["default"]
+        store = scheduler._jobstores["syncd:cred"]  # a job store per CredentialJobs, not APScheduler's default
+        assert scheduler._jobstores["default"]._jobs == []
         order = [(ts, job.id) for job, ts in store._jobs]
         assert order == sorted(order) and len(order) == 301
         assert set(store._jobs_index) == {job.id for job, _ in store._jobs}
@@ -186,5 +187,29 @@ async def test_batched_arms_add_copies_in_the_job_stores_order_and_move_existing
         jobs.cancel("c200")
         order = [(ts, job.id) for job, ts in store._jobs]
         assert order == sorted(order) and len(order) == 300 and order[-1][1] == job_id("c123")
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_runs_and_read_backs_keep_their_jobs_in_stores_of_their_own():
+    """A move costs a copy of the store's list after the point: two lists of n, not one of 2n."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+
+    async def run(name: str, planned: float | None) -> None:
+        raise AssertionError("nothing here is due")
+
+    runs, reads = CredentialJobs(scheduler, run), CredentialJobs(scheduler, run, prefix="verify:")
+    try:
+        later = time.time() + 3600
+        for name in ("a", "b"):
+            runs.arm(name, later)
+            reads.arm(name, later + 1)
+        assert {j.id for j in scheduler.get_jobs("syncd:cred")} == {"cred:a", "cred:b"}
+        assert {j.id for j in scheduler.get_jobs("syncd:verify")} == {"verify:a", "verify:b"}
+        again = CredentialJobs(scheduler, run)  # a second one with the same prefix shares the store
+        assert again.armed_at("a") == pytest.approx(later, abs=1e-3)
+        reads.cancel("a")
+        assert runs.armed_at("a") is not None and reads.armed_at("a") is None
     finally:
         scheduler.shutdown(wait=False)
