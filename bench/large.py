@@ -202,7 +202,7 @@ ROUND2_CHANGES = """The changes of this round, each measured before and after in
   the body cap read chunk by chunk, the `mint_timeout` deadline, redaction, content decoding, proxies from the
   environment on httpx's own transports), while httpcore's pool and anyio's cancel scopes are gone from the
   path. In-process, same fake IdP: ~750 µs of CPU per `mint` instead of ~1,280 µs.
-- **A reschedule moves a job** (`syncd/schedule.py`): each credential keeps one APScheduler job for its whole
+- **A reschedule moves a job** (`syncd/schedule/`): each credential keeps one APScheduler job for its whole
   life (parked a year ahead once it fired, moved by `next_run_time` when the run arms the next one): no new
   `Job`, no `inspect.signature` check, no replace. The read-back jobs do the same. `LoopScheduler` wakes itself
   with one coalesced `call_soon` from the loop's own thread instead of `call_soon_threadsafe` (a self-pipe

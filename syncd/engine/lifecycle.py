@@ -61,6 +61,7 @@ class Engine:
         self.jobs: schedule.CredentialJobs | None = None
         self.verify_jobs: schedule.CredentialJobs | None = None  # read-backs between runs, one job each
         self.watchdog_grace = schedule.WATCHDOG_GRACE
+        self._watch_rounds: schedule.Rounds[tuple[str, CredentialState]] = schedule.Rounds(schedule.WATCHDOG_PASS_BEATS)
         self._stopping = False
         self.started_at = clock()
         self.loop_heartbeat = clock()
@@ -260,11 +261,12 @@ class Engine:
         self._watchdog()
 
     def _watchdog(self) -> None:
-        """Re-arm every credential that has fallen off the schedule (see syncd.schedule)."""
+        """Re-arm the credentials of this beat's slice that have fallen off the schedule (`syncd.schedule.watchdog`)."""
         if self.jobs is None or self._stopping:
             return
         now = self.clock()
-        plans = ((st.name, st.next_run, st.running) for st in self.credentials.values())
+        part = self._watch_rounds.next_slice(lambda: list(self.credentials.items()))
+        plans = ((name, st.next_run, st.running) for name, st in part if self.credentials.get(name) is st)
         for name, planned, armed_at in list(self.jobs.lost(plans, now, self.watchdog_grace)):
             st = self.credentials[name]
             st.rearmed += 1

@@ -11,7 +11,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from syncd.schedule import FIRED_GRACE, PARKED, CredentialJobs, LoopScheduler, is_lost, job_id
+from syncd.schedule import FIRED_GRACE, PARKED, CredentialJobs, LoopScheduler, Rounds, is_lost, job_id
 
 PARKED_S = PARKED.total_seconds()
 
@@ -213,3 +213,27 @@ async def test_runs_and_read_backs_keep_their_jobs_in_stores_of_their_own():
         assert runs.armed_at("a") is not None and reads.armed_at("a") is None
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_rounds_hand_out_every_item_once_per_pass_in_slices():
+    """Slices of ceil(n / per_pass): a pass takes at most per_pass calls, then a new snapshot starts one."""
+    items = list(range(12))
+    rounds: Rounds[int] = Rounds(5)
+    snapshots = 0
+
+    def snapshot() -> list[int]:
+        nonlocal snapshots
+        snapshots += 1
+        return list(items)
+
+    first_pass = [rounds.next_slice(snapshot) for _ in range(4)]
+    assert first_pass == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]] and snapshots == 1
+    items.append(12)  # added mid-pass: in the next pass's snapshot
+    second = [rounds.next_slice(snapshot) for _ in range(5)]
+    assert sum(second, []) == items and snapshots == 2
+
+
+def test_rounds_of_nothing_and_of_one():
+    rounds: Rounds[int] = Rounds(5)
+    assert rounds.next_slice(list) == []
+    assert [rounds.next_slice(lambda: [7]) for _ in range(3)] == [[7], [7], [7]]
