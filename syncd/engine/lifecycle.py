@@ -265,8 +265,8 @@ class Engine:
         if self.jobs is None or self._stopping:
             return
         now = self.clock()
-        part = self._watch_rounds.next_slice(lambda: list(self.credentials.items()))
-        plans = ((name, st.next_run, st.running) for name, st in part if self.credentials.get(name) is st)
+        part = self._watch_rounds.next_slice(self.credentials.items())
+        plans = ((name, st.next_run, st.running) for name, st in part)
         for name, planned, armed_at in list(self.jobs.lost(plans, now, self.watchdog_grace)):
             st = self.credentials[name]
             st.rearmed += 1

@@ -216,24 +216,20 @@ async def test_runs_and_read_backs_keep_their_jobs_in_stores_of_their_own():
 
 
 def test_rounds_hand_out_every_item_once_per_pass_in_slices():
-    """Slices of ceil(n / per_pass): a pass takes at most per_pass calls, then a new snapshot starts one."""
-    items = list(range(12))
-    rounds: Rounds[int] = Rounds(5)
-    snapshots = 0
-
-    def snapshot() -> list[int]:
-        nonlocal snapshots
-        snapshots += 1
-        return list(items)
-
-    first_pass = [rounds.next_slice(snapshot) for _ in range(4)]
-    assert first_pass == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]] and snapshots == 1
-    items.append(12)  # added mid-pass: in the next pass's snapshot
-    second = [rounds.next_slice(snapshot) for _ in range(5)]
-    assert sum(second, []) == items and snapshots == 2
+    """Slices of ceil(n / per_pass) read from the live collection: a pass takes at most per_pass calls."""
+    items = {f"c{i:02d}": i for i in range(12)}
+    rounds: Rounds[tuple[str, int]] = Rounds(5)
+    first_pass = [[v for _, v in rounds.next_slice(items.items())] for _ in range(4)]
+    assert first_pass == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    items["c12"] = 12  # added at the end: this pass picks it up before the next one starts
+    second: list[int] = []
+    for _ in range(5):
+        second += [v for _, v in rounds.next_slice(items.items())]
+    assert second[0] == 12 and sorted(second[1:]) == list(range(13))[: len(second) - 1]
+    assert set(second) == set(range(13))
 
 
 def test_rounds_of_nothing_and_of_one():
     rounds: Rounds[int] = Rounds(5)
-    assert rounds.next_slice(list) == []
-    assert [rounds.next_slice(lambda: [7]) for _ in range(3)] == [[7], [7], [7]]
+    assert rounds.next_slice([]) == []
+    assert [rounds.next_slice([7]) for _ in range(3)] == [[7], [7], [7]]
