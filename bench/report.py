@@ -1244,14 +1244,19 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     machine table shows one row per run, so each figure can be traced to its run's load and commit).
     """
     merged: dict[str, Any] = {"meta": dict(parts[0].get("meta", {})), "stores": {}, "errors": []}
+    runs_before = 0
     for part in parts:
         for store, groups in part.get("stores", {}).items():
             # A case group a run did not measure is there empty (``active: []``) or None: it keeps the earlier run's.
             merged["stores"].setdefault(store, {}).update({k: v for k, v in groups.items() if v})
-        merged["errors"] += part.get("errors", [])
-    merged["meta"]["parts"] = [part.get("meta", {}) for part in parts]
-    merged["meta"]["elapsed_s"] = sum(part.get("meta", {}).get("elapsed_s", 0) for part in parts)
-    merged["meta"]["command"] = " + ".join(str(part.get("meta", {}).get("command", "?")) for part in parts)
+        # Each failure keeps the number of its run (the Machine table's row): a later run may have measured it.
+        merged["errors"] += [{**e, "run": e.get("run", 1) + runs_before} for e in part.get("errors", [])]
+        runs_before += len(part.get("meta", {}).get("parts") or [None])
+    # A part that is itself a merge brings its own runs: one machine row per run, never one for the merge.
+    runs = [run for part in parts for run in (part.get("meta", {}).get("parts") or [part.get("meta", {})])]
+    merged["meta"]["parts"] = runs
+    merged["meta"]["elapsed_s"] = sum(run.get("elapsed_s", 0) for run in runs)
+    merged["meta"]["command"] = " + ".join(str(run.get("command", "?")) for run in runs)
     return merged
 
 
@@ -1363,9 +1368,13 @@ def write(results: dict[str, Any], out_dir: Path, results_path: Path) -> None:
     lines.append(profile_section(results))
     lines.append(METHOD)
     if results.get("errors"):
-        lines.append("\n## Failures in this run\n")
+        merged = len(results.get("meta", {}).get("parts", [])) > 1
+        lines.append("\n## Failures in the merged runs\n" if merged else "\n## Failures in this run\n")
+        if merged:
+            lines.append("Each with its run (the Machine table's row, from 1); a later run may have measured it.\n")
         for e in results["errors"]:
-            lines.append(f"- {e['case']}: `{e['error']}`")
+            run = f"run {e['run']}, " if merged and "run" in e else ""
+            lines.append(f"- {run}{e['case']}: `{e['error']}`")
         lines.append("")
     text = "\n".join(x for x in lines if x is not None)
     (out_dir / "benchmarks.md").write_text(text.rstrip() + "\n")
