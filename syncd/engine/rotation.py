@@ -25,7 +25,7 @@ from typing import Protocol
 
 from syncd import identity, logs, policy
 from syncd.config import Config
-from syncd.engine import decide, readback, takeover
+from syncd.engine import decide, readback, setbacks, takeover
 from syncd.engine.state import CredentialState, Outcome, TargetState, error_view
 from syncd.metrics import Metrics
 from syncd.payload import TokenPayload, to_rfc3339
@@ -111,7 +111,7 @@ class Rotation:
         try:
             payload = await self.minter.mint(st)
         except Exception as exc:
-            return self._mint_failed(st, exc, started)
+            return setbacks.failed(self, st, exc, started)
         finally:
             # Also when the run is cancelled (drain_timeout): /status must not show a mint in flight.
             st.minting_since = None
@@ -124,7 +124,7 @@ class Rotation:
             held=st.token,
         )
         if verdict != "fresh":
-            return self._minted_short(st, payload, verdict, now)
+            return setbacks.short(self, st, payload, verdict, now)
         st.mints += 1
         st.mint_failures, st.mint_retry_at = 0, None
         st.last_mint, st.last_mint_outcome, st.adopted = now, "ok", False
@@ -142,95 +142,6 @@ class Rotation:
             duration=round(now - started, 4),
         )
         return True
-
-    def _mint_failed(self, st: CredentialState, exc: Exception, started: float) -> bool:
-        now = self.clock()
-        outcome = decide.mint_outcome(exc)
-        st.mint_failures += 1
-        st.last_mint_outcome = outcome
-        st.last_error = error_view(exc)
-        st.last_error["kind"] = outcome
-        plan = decide.mint_retry(
-            outcome,
-            st.mint_failures - 1,
-            st.policy,
-            self.rng.random(),
-            now=now,
-            retry_after=getattr(exc, "retry_after", None),
-            held=st.token,
-        )
-        if plan.capped and plan.asked is not None:
-            log.warning(
-                "retry_after_capped",
-                credential=st.name,
-                asked=round(plan.asked, 3),
-                used=round(plan.delay, 3),
-                token_expires_at=to_rfc3339(st.token.expires_at) if st.token is not None else None,
-                min_remaining=st.policy.min_remaining,
-            )
-        st.mint_retry_at = now + plan.delay
-        self.metrics.mints.labels(credential=st.name, outcome=outcome).inc()
-        log.error(
-            "mint",
-            credential=st.name,
-            outcome=outcome,
-            duration=round(now - started, 4),
-            retry_in=round(plan.delay, 3),
-            failures=st.mint_failures,
-            serving_last_good=st.token is not None and not st.token.expired(now),
-            **logs.error_fields(exc),
-        )
-        return False
-
-    def _minted_short(
-        self, st: CredentialState, payload: TokenPayload, verdict: policy.MintVerdict, now: float
-    ) -> bool:
-        """A token that cannot be served for ``min_remaining`` (or is older than the one held).
-
-        Minting again at once would get the same answer from a caching IdP, so the next
-        mint backs off like a transient failure; the token is still used when it is the
-        freshest there is (`decide.short_token`). Returns whether it was taken.
-        """
-        st.mint_failures += 1
-        st.last_mint_outcome = "transient"
-        plan = decide.short_token(
-            verdict, payload, st.token, now=now, attempt=st.mint_failures - 1, pol=st.policy, rand=self.rng.random()
-        )
-        st.mint_retry_at = now + plan.delay
-        left = payload.expires_at - now
-        why = (
-            f"with {max(left, 0.0):.1f}s left, less than min_remaining={st.policy.min_remaining:g}s"
-            if verdict == "short"
-            else "that expires before the token already held"
-        )
-        st.last_error = {
-            "class": "ShortLivedToken",
-            "kind": "transient",
-            "message": (
-                f"credential {st.name!r}: the IdP issued a token {why} (a caching IdP, or token_lifetime/"
-                f"min_remaining do not match the IdP's tokens); {'serving it and ' if plan.take else ''}"
-                "minting again with backoff"
-            ),
-        }
-        self.metrics.mints.labels(credential=st.name, outcome="transient").inc()
-        log.warning(
-            "mint_short",
-            credential=st.name,
-            verdict=verdict,
-            fingerprint=payload.fingerprint,
-            expires_at=to_rfc3339(payload.expires_at),
-            expires_in=round(left, 3),
-            min_remaining=st.policy.min_remaining,
-            used=plan.take,
-            retry_in=round(plan.delay, 3),
-            failures=st.mint_failures,
-        )
-        if plan.take:
-            st.mints += 1
-            st.last_mint, st.adopted = now, False
-            st.held = "minted"
-            self.set_token(st, payload)
-        return plan.take
 
     # ------------------------------------------------------------------ the token held
 
