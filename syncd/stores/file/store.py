@@ -39,8 +39,9 @@ from syncd import logs
 from syncd.payload import PayloadError, TokenPayload
 from syncd.stores.base import FatalStoreError, Finding, StoreError, WriteResult
 from syncd.stores.file import layout
-from syncd.stores.file.errors import oserror, who
+from syncd.stores.file.errors import oserror
 from syncd.stores.file.layout import key_problem
+from syncd.stores.file.plan import findings as target_findings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -350,76 +351,7 @@ class FileStore:
                     os.close(fd)
             self._retired, self._dir_fd, self._dir_id = [], None, None
 
-    def _directory_findings(self) -> list[Finding]:
-        try:
-            st = os.lstat(self.directory)
-        except OSError:
-            return []
-        subject = f"{self.name} ({self.directory})"
-        if stat.S_ISLNK(st.st_mode):
-            return [
-                Finding(
-                    "error",
-                    subject,
-                    f"the store directory {self.directory} is a symbolic link; syncd does not follow it",
-                    f"set directory to the real path ({os.path.realpath(self.directory)})",
-                )
-            ]
-        if stat.S_IMODE(st.st_mode) & 0o022:
-            return [
-                Finding(
-                    "warning",
-                    subject,
-                    f"the store directory {self.directory} is group/world-writable (mode "
-                    f"{stat.S_IMODE(st.st_mode):04o}): another user can replace token files or plant links there",
-                    f"chmod 0700 {self.directory} (dir_mode) or use a directory only syncd can write",
-                )
-            ]
-        return []
-
     def plan(self, key: str, writes_per_day: float, *, target: TargetConfig | None = None) -> list[Finding]:
-        findings: list[Finding] = []
-        subject = f"{self.name}:{key}"
-        fmt = target.format if target else "json"
-        problem = key_problem(key, fmt)
-        if problem is not None:
-            return [Finding("error", subject, f"key {key!r} {problem}")]
-        mode = target.mode if target and target.mode is not None else self.config.mode
-        if mode & 0o007:
-            findings.append(
-                Finding(
-                    "warning",
-                    subject,
-                    f"mode {mode:04o} lets every user on the host read the token",
-                    "use 0600 or 0640",
-                )
-            )
-        if not self._planned_directory:
-            # About the directory, not the key: said once per store, not once per credential.
-            self._planned_directory = True
-            findings.extend(self._directory_findings())
-        parent = (self.directory / key).parent
-        existing = _nearest_existing(parent)
-        if (
-            existing is not None
-            and not os.access(existing, os.W_OK)
-            and (existing == parent or self.config.create_directory)
-        ):
-            findings.append(
-                Finding(
-                    "warning",
-                    subject,
-                    f"{existing} is not writable by {who()}",
-                    "fix the directory permissions or mount a writable volume",
-                )
-            )
-        return findings
-
-
-def _nearest_existing(directory: Path) -> Path | None:
-    """``directory`` or its nearest ancestor that exists (one stat when it exists, as it mostly does)."""
-    while not directory.exists():
-        if directory.parent == directory:
-            return None
-        directory = directory.parent
-    return directory
+        first = not self._planned_directory  # about the directory, not the key: said once per store
+        self._planned_directory = True
+        return target_findings(self.name, self.config, self.directory, key, target, with_directory=first)
