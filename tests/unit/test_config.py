@@ -211,6 +211,28 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_config(write(tmp_path, "[daemon]\n"))
 
 
+# TOML 1.1 additions, each on a line of an otherwise valid file. Python 3.11's tomllib refuses them, so
+# syncd must too: a config it accepts is one every TOML 1.0 tool (and `python -c "import tomllib"`) reads.
+TOML_1_1_ONLY = {
+    "trailing comma in an inline table": 'extra = { a = "1", }',
+    "newline in an inline table": 'extra = {\n  a = "1"\n}',
+    "\\e escape": 'extra = "\\e[0m"',
+    "\\x escape": 'extra = "\\x41"',
+    "time without seconds": "extra = 07:32",
+}
+
+
+@pytest.mark.parametrize("line", TOML_1_1_ONLY.values(), ids=TOML_1_1_ONLY.keys())
+def test_the_config_language_is_the_toml_python_reads(tmp_path, line):
+    import tomllib
+
+    text = f"[daemon]\n{line}\n"
+    with pytest.raises(tomllib.TOMLDecodeError):
+        tomllib.loads(text)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, text))
+
+
 def test_secret_file_is_reread(tmp_path):
     secret_file = tmp_path / "s"
     secret_file.write_text("first-secret\n")
