@@ -305,7 +305,7 @@ class Engine:
             st.generation += 1
             self._remove_job(name)
             self.metrics.forget_credential(name, [ts.label for ts in st.targets])
-            for value in (*st.retired, *([st.token.access_token.get_secret_value()] if st.token else [])):
+            for value in (*st.retired.values(), *([st.token.access_token.get_secret_value()] if st.token else [])):
                 logs.forget_secret(value)
         to_start: list[CredentialState] = []
         for restart in change.restart:

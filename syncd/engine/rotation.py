@@ -33,7 +33,12 @@ from syncd.stores.base import StoreError, TransientStoreError, WriteResult
 
 log = logs.get_logger("syncd.engine")
 
-RETAINED_TOKENS = 2  # replaced tokens per credential the log redactor still knows
+#: At most this many replaced tokens per credential the log redactor still knows, each until it
+#: expires: while valid, a replaced token may still be quoted (a store's error, a read-back), and
+#: after that nothing can use it. With the default refresh_at (0.5) that is about one; a lower
+#: refresh_at keeps more valid at once. Each is a whole token string kept only for this (~0.7 KB
+#: for a JWT: 70 MB at 100,000 credentials).
+RETAINED_TOKENS = 3
 ADOPT_REFUSALS = 2  # overwrites of an implausible token a store offers, before giving up (transient)
 
 
@@ -148,13 +153,17 @@ class Rotation:
     def set_token(self, st: CredentialState, payload: TokenPayload) -> None:
         old = st.token
         st.token = payload
-        # The redactor must keep recognising a replaced token while a slow library may still
-        # log it, but not forever (67 rotations/s would grow it by millions a day): keep the
-        # last RETAINED_TOKENS replaced ones per credential, by then long expired.
+        # The redactor keeps recognising a replaced token while it is valid, and not forever (67
+        # rotations/s would grow it by millions a day): see RETAINED_TOKENS.
         if old is not None and old.fingerprint != payload.fingerprint:
-            st.retired.append(old.access_token.get_secret_value())
-            while len(st.retired) > RETAINED_TOKENS:
-                logs.forget_secret(st.retired.popleft())
+            st.retired.append((old.access_token.get_secret_value(), old.expires_at))
+        now = self.clock()
+        held = payload.access_token.get_secret_value()
+        while st.retired and (len(st.retired) > RETAINED_TOKENS or st.retired[0][1] <= now):
+            value, _ = st.retired.popleft()
+            # An IdP that hands a token out again: still held, or retained again with a later expiry.
+            if value != held and all(value != kept for kept, _ in st.retired):
+                logs.forget_secret(value)
 
     def rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
         """Adopt a token another writer stored: our own jittered refresh time for it.

@@ -33,16 +33,19 @@ def error_view(exc: BaseException) -> dict[str, Any]:
     return out
 
 
-class Retired(list[str]):
-    """The replaced token values a credential still redacts, oldest first (a handful at most).
+class Retired(list[tuple[str, float]]):
+    """The replaced tokens a credential still redacts, (value, expires_at), oldest first (a handful at most).
 
     A list with ``popleft``: an empty one costs 56 bytes where a deque allocates a 600-byte
     block up front, once per credential."""
 
     __slots__ = ()
 
-    def popleft(self) -> str:
+    def popleft(self) -> tuple[str, float]:
         return self.pop(0)
+
+    def values(self) -> list[str]:
+        return [value for value, _ in self]
 
 
 # Slots: a credential's state has more fields than CPython shares the keys of in an instance

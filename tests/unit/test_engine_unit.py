@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from syncd import engine as engine_mod
+from syncd import logs
 from syncd.config import load_config
 from syncd.engine import CredentialState, Engine, Rotation, TargetState, minting
 from syncd.metrics import Metrics
@@ -179,7 +180,7 @@ async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
     assert len(st.retired) == engine_mod.RETAINED_TOKENS
     # the current and the retained tokens are still redacted; an old one is not tracked any more
     assert logs.scrub_text(st.token.access_token.get_secret_value()) == logs.REDACTED
-    assert logs.scrub_text(st.retired[-1]) == logs.REDACTED
+    assert logs.scrub_text(st.retired[-1][0]) == logs.REDACTED
 
 
 class StubMinter:
@@ -231,3 +232,36 @@ async def test_a_rotation_runs_without_the_daemon(tmp_path):
         assert TokenPayload.from_json((tmp_path / "calm.json").read_text()).fingerprint == first.fingerprint
     finally:
         await store.aclose()
+
+
+def test_a_replaced_token_is_redacted_until_it_expires_then_forgotten(tmp_path):
+    """Retained by expiry, not only by count: a token replaced early (a low refresh_at) stays known while
+    valid; once expired it is forgotten at the next replacement, unless the IdP handed it out again."""
+    now = [1_000_000.0]
+    engine = Engine(_config(tmp_path), clock=lambda: now[0])
+    engine.setup()
+    st = engine.credentials["calm"]
+
+    def token(n: int, life: float) -> TokenPayload:
+        value = f"retained-token-{n:04d}-abcdefgh"
+        logs.register_secret(value)  # as a mint does before the token is held
+        return TokenPayload("calm", SecretStr(value), now[0], now[0] + life, now[0] + 1, fingerprint=fingerprint(value))
+
+    def known(n: int) -> bool:
+        return logs.scrub_text(f"retained-token-{n:04d}-abcdefgh") == logs.REDACTED
+
+    for n, life in ((1, 100), (2, 100), (3, 300)):
+        engine.rotation.set_token(st, token(n, life))
+    assert [v[-12:-9] for v in st.retired.values()] == ["001", "002"] and known(1) and known(2)
+    now[0] += 101  # 1 and 2 have expired, 3 has not
+    engine.rotation.set_token(st, token(4, 100))
+    assert [v[-12:-9] for v in st.retired.values()] == ["003"]
+    assert not known(1) and not known(2), "expired: forgotten"
+    assert known(3), "valid until the next replacement finds it expired"
+    engine.rotation.set_token(st, token(5, 100))
+    engine.rotation.set_token(st, token(4, 300))  # the IdP hands 4 out again, with a later expiry
+    now[0] += 101  # the first 4 and 5 have expired; 3 and the second 4 have not
+    engine.rotation.set_token(st, token(6, 100))
+    assert known(4), "still valid as the token handed out again"
+    assert not known(5) and known(6)
+    assert not known(3), f"valid, but beyond the last {engine_mod.RETAINED_TOKENS} replaced"
