@@ -64,16 +64,13 @@ def oidc8(peers_installed: None) -> Iterator[OidcServer]:
     server.cleanup()
 
 
-@pytest.mark.parametrize("reads_fail", [False, True], ids=["reads-succeed", "reads-fail"])
-async def test_auto_reads_a_target_back_once_per_rotation(
-    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads_fail: bool
-) -> None:
-    """One read-back per rotation; when reads fail (store unreachable), the check and one retry."""
+def _counting_engine(oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail_reads: bool) -> Engine:
+    """One credential on the real IdP, its one target on a CountingFileStore in ``tmp_path`` (counts reset)."""
     real = stores_base.store_class
     monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
     monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
     CountingFileStore.reads = CountingFileStore.writes = 0
-    CountingFileStore.fail_reads = reads_fail
+    CountingFileStore.fail_reads = fail_reads
     cfg = load_config(
         data={
             "daemon": {"listen": "127.0.0.1:0"},
@@ -91,7 +88,15 @@ async def test_auto_reads_a_target_back_once_per_rotation(
             ],
         }
     )
-    engine = Engine(cfg)
+    return Engine(cfg)
+
+
+@pytest.mark.parametrize("reads_fail", [False, True], ids=["reads-succeed", "reads-fail"])
+async def test_auto_reads_a_target_back_once_per_rotation(
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads_fail: bool
+) -> None:
+    """One read-back per rotation; when reads fail (store unreachable), the check and one retry."""
+    engine = _counting_engine(oidc8, tmp_path, monkeypatch, fail_reads=reads_fail)
     await engine.start()
     try:
         # Until the fourth write: three whole rotations, each with its one read-back.
@@ -120,11 +125,6 @@ async def test_a_token_adopted_at_start_up_is_not_read_again_before_its_next_wri
     interval of start-up (at 100,000 credentials, twice the rotations' own reads, in the minutes the
     start-up's backlog of mints needs the loop).
     """
-    real = stores_base.store_class
-    monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
-    monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
-    CountingFileStore.reads = CountingFileStore.writes = 0
-    CountingFileStore.fail_reads = False
     now = time.time()
     stored = TokenPayload(
         credential="readback",
@@ -134,24 +134,7 @@ async def test_a_token_adopted_at_start_up_is_not_read_again_before_its_next_wri
         refresh_after=now + REFRESH_AT * TTL,
     )
     (tmp_path / "readback.json").write_text(stored.to_json())
-    cfg = load_config(
-        data={
-            "daemon": {"listen": "127.0.0.1:0"},
-            "defaults": {"refresh_at": REFRESH_AT, "jitter": 0, "min_remaining": "1s", "verify_interval": "auto"},
-            "stores": {"out": {"type": "counting-file", "directory": str(tmp_path)}},
-            "credentials": [
-                {
-                    "name": "readback",
-                    "token_url": oidc8.token_url,
-                    "client_id": CLIENT.client_id,
-                    "client_secret": {"env": "READBACK_SECRET"},
-                    "token_lifetime": f"{TTL}s",
-                    "targets": [{"store": "out", "key": "readback.json"}],
-                }
-            ],
-        }
-    )
-    engine = Engine(cfg)
+    engine = _counting_engine(oidc8, tmp_path, monkeypatch, fail_reads=False)
     await engine.start()
     try:
         assert engine.credentials["readback"].adopted, "the stored token was adopted"
