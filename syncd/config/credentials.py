@@ -6,8 +6,10 @@ import re
 import sys
 from typing import Literal
 
+import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from syncd import logs
 from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem, inline_value_problem
 from syncd.config.secrets import SecretRef, read_service_account
 from syncd.config.values import (
@@ -130,7 +132,11 @@ class CredentialConfig(_Model):
     @classmethod
     def _token_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+/\S*$", v):
-            raise ValueError(f"{v!r} is not an http(s) URL of a token endpoint")
+            raise ValueError(f"{logs.scrub_url(v)!r} is not an http(s) URL of a token endpoint")
+        try:
+            httpx.URL(v)
+        except httpx.InvalidURL as exc:  # a port that is not a number, an unclosed [ ...: no mint could use it
+            raise ValueError(f"{logs.scrub_url(v)!r} is not a valid URL: {exc}") from None
         return sys.intern(v)  # most credentials share a few token endpoints: one string each
 
     @field_validator("extra_params")

@@ -9,7 +9,7 @@ import ssl
 import httpx
 from httpx._utils import get_environment_proxies
 
-from syncd import __version__
+from syncd import __version__, logs
 from syncd.oauth.transport import AiohttpTransport
 
 
@@ -75,12 +75,13 @@ def endpoint_origin(url: str) -> str:
     """``scheme://host:port`` of a token endpoint: the unit mint concurrency is bounded by.
 
     The port is explicit (default filled in) so that ``https://idp`` and
-    ``https://idp:443`` share one bound; an unparsable URL is its own unit.
+    ``https://idp:443`` share one bound; an unparsable URL is its own unit, its credentials
+    scrubbed: the origin names the endpoint in errors and labels ``syncd_mints_waiting``.
     """
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
-        return url
+        return logs.scrub_url(url)
     port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
     return f"{parsed.scheme}://{parsed.host}:{port}"
 

@@ -338,3 +338,20 @@ def test_check_cli_example_exit_0():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "credential calm" in proc.stdout and "writes/day" in proc.stdout
     assert "demo-secret" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://user:url-pass-123456@idp.example:abc/token", "is not a valid URL: Invalid port"),
+        ("https://[::1/realms/x/token", "is not a valid URL"),
+        ("ftp://user:url-pass-123456@idp.example/token", "is not an http(s) URL"),
+    ],
+)
+def test_a_token_url_no_mint_could_use_is_refused_without_its_credentials(tmp_path, url, said):
+    """Refused at load (exit 2, key path named), not at each mint; the message never quotes userinfo."""
+    text = MINIMAL.replace('client_id = "ACxxxx"', f'client_id = "ACxxxx"\ntoken_url = "{url}"')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = problems(info.value)["credentials[0].token_url"]
+    assert said in message and "url-pass-123456" not in str(info.value)

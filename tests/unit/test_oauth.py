@@ -27,6 +27,7 @@ from syncd.oauth import (
     TransientMintError,
     _basic_authorization,
     build_http_client,
+    endpoint_origin,
     mint,
 )
 from syncd.payload import fingerprint
@@ -731,3 +732,22 @@ async def test_rejected_client_hint_names_what_the_auth_method_uses(
     bare = await run_error(respond(401, content=b"Unauthorized"), req)
     for name in names:
         assert name in str(bare), (method, str(bare))
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://idp.example/token", "https://idp.example:443"),
+        ("http://idp.example:8080/realms/x/token", "http://idp.example:8080"),
+        ("https://user:pass-123456@idp.example/token", "https://idp.example:443"),
+    ],
+)
+def test_endpoint_origin(url, origin):
+    assert endpoint_origin(url) == origin
+
+
+def test_an_unparsable_endpoint_is_its_own_origin_without_its_credentials():
+    """It labels syncd_mints_waiting and names the endpoint in slot errors: no userinfo, no secret query value."""
+    origin = endpoint_origin("https://user:pass-123456@idp.example:abc/token?api_key=key-654321")
+    assert "pass-123456" not in origin and "key-654321" not in origin
+    assert "idp.example:abc" in origin
