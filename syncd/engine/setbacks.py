@@ -6,17 +6,27 @@ and when to mint again; the rotation (`rotation.Rotation.attempt_mint`) calls th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import random
+from collections.abc import Callable
+from typing import Protocol
 
 from syncd import logs, policy
 from syncd.engine import decide
 from syncd.engine.state import CredentialState, error_view
+from syncd.metrics import Metrics
 from syncd.payload import TokenPayload, to_rfc3339
 
-if TYPE_CHECKING:
-    from syncd.engine.rotation import Rotation
-
 log = logs.get_logger("syncd.engine")
+
+
+class Rotation(Protocol):
+    """What these need of `rotation.Rotation`: its clock, randomness and metrics, and holding a token."""
+
+    clock: Callable[[], float]
+    rng: random.Random
+    metrics: Metrics
+
+    def set_token(self, st: CredentialState, payload: TokenPayload) -> None: ...
 
 
 def failed(rot: Rotation, st: CredentialState, exc: Exception, started: float) -> bool:
