@@ -157,6 +157,8 @@ class Rotation:
         # rotations/s would grow it by millions a day): see RETAINED_TOKENS.
         if old is not None and old.fingerprint != payload.fingerprint:
             st.retired.append((old.access_token.get_secret_value(), old.expires_at))
+        if not st.retired:  # the usual case at start-up's adoption: nothing to look at
+            return
         now = self.clock()
         held = payload.access_token.get_secret_value()
         while st.retired and (len(st.retired) > RETAINED_TOKENS or st.retired[0][1] <= now):

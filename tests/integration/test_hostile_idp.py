@@ -228,8 +228,8 @@ async def test_waiting_mints_get_the_slot_most_urgent_first(fake_idp: FakeIdP, t
 async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout(
     fake_idp: FakeIdP, tmp_path: Path
 ) -> None:
-    """Three credentials due at once with valid tokens share one slot; each answer takes 0.7 s (FakeIdP:
-    delay; a real IdP cannot be made slow on cue) and mint_timeout is 1 s. The third waits ~1.4 s for its
+    """Three credentials due at once with valid tokens share one slot; each answer takes 1 s (FakeIdP:
+    delay; a real IdP cannot be made slow on cue) and mint_timeout is 1.5 s. The third waits ~2 s for its
     slot: with a valid token it waits its turn (its deadline is minutes away) instead of failing and
     coming back; the waiting gauge shows the queue while it lasts."""
     now = time.time()
@@ -243,11 +243,11 @@ async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout
             refresh_after=now,
         )
         (tmp_path / f"{name}.json").write_text(token.to_json())
-    fake_idp.default = delay(0.7, ok(ttl=600))
+    fake_idp.default = delay(1.0, ok(ttl=600))
     cfg = engine_config(
         tmp_path,
         [cred(n, fake_idp.token_url, f"{n}.json") for n in names],
-        daemon={"max_concurrent_mints": 1, "mint_timeout": "1s"},
+        daemon={"max_concurrent_mints": 1, "mint_timeout": "1.5s"},
         token_lifetime=600.0,
         refresh_at=0.1,
     )
@@ -274,7 +274,7 @@ async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout
         assert counted == {"ok": 1.0}, f"{n}: {counted}"
     assert max(waiting_seen) >= 1, "the gauge never showed a waiting mint"
     times = sorted(r.time for r in fake_idp.requests[:3])
-    assert times[2] - times[0] > 1.0, "the last request waited less than mint_timeout: nothing was tested"
+    assert times[2] - times[0] > 1.5, "the last request waited less than mint_timeout: nothing was tested"
 
 
 async def test_hung_mints_fail_as_transient_while_the_idp_hangs(fake_idp: FakeIdP, tmp_path: Path) -> None:
