@@ -43,6 +43,10 @@ log = logs.get_logger("syncd.daemon")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def _report_reclaimed(done: heap.Reclaimed) -> None:
+    log.info("heap_reclaimed", collected=done.collected, seconds=round(done.seconds, 3))
+
+
 class StartupRefused(Exception):
     """The plan has errors (e.g. a Secrets Manager version quota): exit 2 instead of running."""
 
@@ -187,6 +191,8 @@ async def _run(config: Config, config_file: Path | None) -> int:
     try:
         await engine.start()
         heap.freeze_long_lived(collect_first=False)  # after `started`: not part of the start-up time
+        reclaiming = loop.create_task(heap.reclaim_periodically(_report_reclaimed))
+        background.add(reclaiming)
         started.set()
         log.info("running", credentials=len(engine.credentials), stores=sorted(engine.stores))
         await stop.wait()

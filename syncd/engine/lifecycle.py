@@ -214,7 +214,12 @@ class Engine:
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
         self.verify_jobs = schedule.CredentialJobs(self.scheduler, self._verify_job, prefix="verify:")
-        self.scheduler.add_job(self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=1)
+        # Unbounded for the race `syncd.schedule` describes: a loop stall right after a beat was
+        # handed over finds the next one due while the last still counts as running, and
+        # APScheduler would skip it with a warning. `_beat` never awaits, so beats cannot overlap.
+        self.scheduler.add_job(
+            self._beat, "interval", seconds=1, id="syncd:heartbeat", max_instances=schedule.UNBOUNDED_INSTANCES
+        )
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._loop_beat())
         await self._start_credentials(list(self.credentials.values()))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from syncd import logs
+from syncd import heap, logs
 from syncd.config import FileStoreConfig, load_config
 from syncd.daemon import run_daemon
 from syncd.payload import TokenPayload, fingerprint
@@ -206,3 +206,26 @@ async def test_sighup_rejects_a_config_the_plan_refuses_and_keeps_running(fake_i
             os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.wait_for(task, 10) == 0
     assert gc.get_freeze_count() == 0, "a process that ran the daemon in-process collects as before"
+
+
+async def test_the_running_daemon_reclaims_the_frozen_heap_periodically(fake_idp, tmp_path, events, monkeypatch):
+    """Hourly in production (`heap.RECLAIM_INTERVAL`), every 0.2 s here: each walk is one
+    ``heap_reclaimed`` event, and the daemon takes its freezing callback away when it stops."""
+    monkeypatch.setattr(heap, "RECLAIM_INTERVAL", 0.2)
+    fake_idp.default = ok(ttl=60)
+    cfg = write(tmp_path / "syncd.toml", config_text(fake_idp.token_url, tmp_path, delay=0, drain="2s"))
+    task = await start(cfg)
+    try:
+        deadline = time.monotonic() + 10
+        while len(events("heap_reclaimed")) < 2:
+            assert not task.done() and time.monotonic() < deadline, "two heap_reclaimed events"
+            await asyncio.sleep(0.05)
+        first = events("heap_reclaimed")[0]
+        assert first["level"] == "info" and first["collected"] >= 0 and first["seconds"] >= 0
+        assert any(getattr(cb, "__module__", None) == "syncd.heap" for cb in gc.callbacks)
+    finally:
+        if not task.done():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(task, 10) == 0
+    assert not any(getattr(cb, "__module__", None) == "syncd.heap" for cb in gc.callbacks)
+    assert gc.get_freeze_count() == 0

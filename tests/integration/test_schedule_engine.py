@@ -184,3 +184,37 @@ async def test_watchdog_rearms_a_credential_whose_job_was_removed(oidc_server, t
     assert rearmed_total(engine) == 1
     (status,) = engine.status()["credentials"]
     assert status["rearmed"] == 1 and status["last_rearmed"] is not None
+
+
+async def test_a_loop_stall_longer_than_a_beat_skips_no_heartbeat(oidc_server, tmp_path, caplog, monkeypatch):
+    """A loop held past the next beat (a long full collection at 100,000 credentials did it)
+    right after the scheduler handed the heartbeat's run to the loop finds the next beat due
+    while that run still counts as running (its task has not even started). With
+    ``max_instances=1`` APScheduler skipped the beat with a "maximum number of running
+    instances" warning each time; the stall itself is already in the lateness histogram.
+
+    The stall is injected right after the scheduler's wake-up (our `LoopScheduler._wake_now`,
+    wrapped): its pass has armed the timer for the next beat and queued the beat's task,
+    and a collection or a slow callback later in the same loop turn holds the loop."""
+    caplog.set_level(logging.WARNING, logger="apscheduler")
+    engine, _ = wrapped_engine(config(oidc_server, tmp_path, ("calm",)))
+    await engine.start()
+    scheduler = engine.scheduler
+    assert scheduler is not None
+    real_wake = scheduler._wake_now
+    stalls = [1.2, 1.2, 1.2]
+
+    def wake_then_stall() -> None:
+        real_wake()
+        beats_running = scheduler._executors["default"]._instances.get("syncd:heartbeat", 0)
+        if stalls and beats_running:
+            time.sleep(stalls.pop())  # the loop's own thread: nothing else runs meanwhile
+
+    monkeypatch.setattr(scheduler, "_wake_now", wake_then_stall)
+    try:
+        await until(lambda: not stalls, 15, "three stalls right after a beat was handed over")
+        beat = engine.scheduler_heartbeat
+        await until(lambda: engine.scheduler_heartbeat > beat, 5, "a beat after the stalls")
+    finally:
+        await engine.stop()
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
