@@ -8,10 +8,12 @@
 * `takeover`: several replicas: each credential's rank, a follower's read-adopt-or-mint wake;
 * `lifecycle`: `Engine`, the daemon around the rotations (set-up, schedule, watchdog, stop),
   with `reload`, `once` (``syncd once``, ``check --connect``), `report` (gauges, /status,
-  /readyz) and `plan` (write-volume findings).
+  /readyz), `plan` (write-volume findings) and `drain` (the end of a drain: runs cut at
+  ``drain_timeout``, stores and clients closed within a bound).
 """
 
-from syncd.engine.lifecycle import CLOSE_TIMEOUT, Engine
+from syncd.engine.drain import CLOSE_TIMEOUT
+from syncd.engine.lifecycle import Engine
 from syncd.engine.plan import plan_findings
 from syncd.engine.rotation import ADOPT_REFUSALS, RETAINED_TOKENS, Rotation
 from syncd.engine.state import CredentialState, Outcome, RunReport, State, TargetState

@@ -8,9 +8,12 @@ need no engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
+
+import httpx
 
 from syncd import logs, shutdown
 from syncd.engine.state import CredentialState
@@ -18,7 +21,9 @@ from syncd.stores.base import Store
 
 log = logs.get_logger("syncd.engine")
 
-__all__ = ["abandon", "close_store", "is_job_task"]
+__all__ = ["CLOSE_TIMEOUT", "abandon", "close_all", "close_store", "is_job_task"]
+
+CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
 
 
 def is_job_task(task: asyncio.Task[Any]) -> bool:
@@ -54,6 +59,17 @@ async def abandon(
         await asyncio.wait(pending, timeout=1.0)
     finally:
         quiet.setLevel(level)
+
+
+async def close_all(stores: Iterable[Store], clients: Iterable[httpx.AsyncClient]) -> None:
+    """Close the stores, then the HTTP clients, each group within `CLOSE_TIMEOUT`.
+
+    Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not hold
+    the exit; what it leaves behind is the daemon's to abandon (``syncd.daemon``).
+    """
+    await asyncio.gather(*(close_store(store, CLOSE_TIMEOUT) for store in stores))
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
 
 
 async def close_store(store: Store, within: float) -> None:

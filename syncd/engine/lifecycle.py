@@ -34,8 +34,6 @@ from syncd.stores.base import Finding, Store, create_store
 
 log = logs.get_logger("syncd.engine")
 
-CLOSE_TIMEOUT = 0.5  # bound on closing the stores (together), then the HTTP clients, at shutdown
-
 
 class Engine:
     """Owns the scheduler, the shared HTTP client, the stores and every credential's state."""
@@ -378,12 +376,7 @@ class Engine:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
-        # Bounded: a store whose call hangs (a stopped server, a stuck SDK thread) must not
-        # hold the exit; what it leaves behind is the daemon's to abandon (syncd.daemon).
-        await asyncio.gather(*(drain.close_store(store, CLOSE_TIMEOUT) for store in self.stores.values()))
-        clients = self._http_clients.owned()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in clients)), CLOSE_TIMEOUT)
+        await drain.close_all(self.stores.values(), self._http_clients.owned())
         for st in self.credentials.values():
             st.state = "stopped" if st.state == "starting" else st.state
 

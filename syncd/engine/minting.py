@@ -123,6 +123,9 @@ class Minter:
         now = self.clock()
         patience = decide.slot_patience(req.mint_timeout, st.token, now, st.policy)
         sem = self.slots(cfg.token_url)
+        # Shown on /status: a mint holding a valid token may wait past mint_timeout (slot_patience),
+        # which must not read as a hung request.
+        st.slot_wait_since = now
         try:
             async with asyncio.timeout(patience):
                 await sem.acquire(decide.mint_urgency(st.token, now, st.policy))
@@ -130,6 +133,8 @@ class Minter:
             queued = True
         else:
             queued = False
+        finally:
+            st.slot_wait_since = None
         if queued:
             raise TransientMintError(
                 f"credential {cfg.name!r}: no mint slot for {endpoint_origin(cfg.token_url)} came free in "

@@ -48,6 +48,7 @@ def status(credentials: Iterable[CredentialState], now: float, started_at: float
                 "refresh_after": to_rfc3339(tok.refresh_after) if tok else None,
                 "last_mint": to_rfc3339(st.last_mint) if st.last_mint else None,
                 "minting_since": to_rfc3339(st.minting_since) if st.minting_since else None,
+                "waiting_for_slot_since": to_rfc3339(st.slot_wait_since) if st.slot_wait_since else None,
                 "adopted": st.adopted,
                 "held": st.held,
                 "rank": st.rank,

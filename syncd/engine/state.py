@@ -92,6 +92,7 @@ class CredentialState:
     last_mint: float | None = None
     last_attempt: float | None = None
     minting_since: float | None = None  # a mint is in flight (shown on /status while it hangs)
+    slot_wait_since: float | None = None  # that mint waits for one of its endpoint's slots (`admission`)
     last_mint_outcome: Outcome | None = None
     last_error: dict[str, Any] | None = None
     next_run: float | None = None

@@ -231,7 +231,7 @@ async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout
     """Three credentials due at once with valid tokens share one slot; each answer takes 1 s (FakeIdP:
     delay; a real IdP cannot be made slow on cue) and mint_timeout is 1.5 s. The third waits ~2 s for its
     slot: with a valid token it waits its turn (its deadline is minutes away) instead of failing and
-    coming back; the waiting gauge shows the queue while it lasts."""
+    coming back; the waiting gauge and /status (waiting_for_slot_since) show the queue while it lasts."""
     now = time.time()
     names = ["one", "two", "three"]
     for name in names:
@@ -253,6 +253,7 @@ async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout
     )
     engine = Engine(cfg)
     waiting_seen: list[float] = []
+    shown_waiting: set[str] = set()
 
     def waiting() -> float:
         samples = engine.metrics.mints_waiting.collect()[0].samples
@@ -263,16 +264,19 @@ async def test_a_mint_holding_a_valid_token_waits_for_its_slot_past_mint_timeout
 
         def minted() -> bool:
             waiting_seen.append(waiting())
+            shown_waiting.update(c["name"] for c in engine.status()["credentials"] if c["waiting_for_slot_since"])
             return all(engine.credentials[n].mints >= 1 for n in names)
 
         await until(minted, what="a mint for each")
         assert waiting() == 0
+        assert not [c for c in engine.status()["credentials"] if c["waiting_for_slot_since"]]
     finally:
         await engine.stop(drain_timeout=0.1)
     for n in names:
         counted = {k: v for k, v in mint_counts(engine, n).items() if v}
         assert counted == {"ok": 1.0}, f"{n}: {counted}"
     assert max(waiting_seen) >= 1, "the gauge never showed a waiting mint"
+    assert shown_waiting, "/status never showed a mint waiting for its slot"
     times = sorted(r.time for r in fake_idp.requests[:3])
     assert times[2] - times[0] > 1.5, "the last request waited less than mint_timeout: nothing was tested"
 
