@@ -209,7 +209,7 @@ async def test_sighup_rejects_a_config_the_plan_refuses_and_keeps_running(fake_i
 
 
 async def test_the_running_daemon_reclaims_the_frozen_heap_periodically(fake_idp, tmp_path, events, monkeypatch):
-    """Hourly in production (`heap.RECLAIM_INTERVAL`), every 0.2 s here: each walk is one
+    """Every 6 hours in production (`heap.RECLAIM_INTERVAL`), every 0.2 s here: each walk is one
     ``heap_reclaimed`` event, and the daemon takes its freezing callback away when it stops."""
     monkeypatch.setattr(heap, "RECLAIM_INTERVAL", 0.2)
     fake_idp.default = ok(ttl=60)
