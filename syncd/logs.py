@@ -62,12 +62,23 @@ _REGULAR_RE = re.compile(r"[A-Za-z0-9._~+/=%-]+")
 _UNRESERVED_RE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
+#: What the redactor needs to forget a value later without keeping it: the hash and length of each
+#: regular spelling, and each irregular spelling itself (see `secret_handle`).
+SecretHandle = tuple["tuple[int, int] | str", ...]
+
+
 class _SecretRegistry:
-    """Known secret values. Most are matched in O(len(text)) by splitting text into candidates."""
+    """Known secret values. Most are matched in O(len(text)) by splitting text into candidates.
+
+    Regular spellings are kept as their hashes, not as strings: a replaced token stays redacted
+    until it expires (``syncd.engine.rotation``), about one per credential, and at 100,000
+    credentials the strings cost ~100 MB where the hashes cost a few. A candidate is looked up by
+    its hash; two strings with equal hashes (1 in 2^64) would only redact an innocent word.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._regular: set[str] = set()
+        self._regular: set[int] = set()
         self._irregular: set[str] = set()
         # Distinct lengths of the regular values (with how many have each), for the scan
         # of candidates in which a secret is glued to other characters.
@@ -77,24 +88,24 @@ class _SecretRegistry:
     def add(self, value: str) -> None:
         if not value or len(value) < 4:
             return  # too short to redact without mangling ordinary words
-        if value in self._regular and _UNRESERVED_RE.fullmatch(value):
+        if hash(value) in self._regular and _UNRESERVED_RE.fullmatch(value):
             return  # known, and all its spellings are itself (a client secret registered again at each mint)
         with self._lock:
-            for variant in _spellings(value):
-                if _REGULAR_RE.fullmatch(variant) and len(variant) >= 8:
-                    if variant not in self._regular:
-                        self._regular.add(variant)
-                        self._count_length(len(variant), +1)
-                else:
-                    self._irregular.add(variant)
+            for item in _handle(value):
+                if isinstance(item, str):
+                    self._irregular.add(item)
+                elif item[0] not in self._regular:
+                    self._regular.add(item[0])
+                    self._count_length(item[1], +1)
 
-    def discard(self, value: str) -> None:
+    def discard(self, handle: SecretHandle) -> None:
         with self._lock:
-            for variant in _spellings(value):
-                if variant in self._regular:
-                    self._regular.discard(variant)
-                    self._count_length(len(variant), -1)
-                self._irregular.discard(variant)
+            for item in handle:
+                if isinstance(item, str):
+                    self._irregular.discard(item)
+                elif item[0] in self._regular:
+                    self._regular.discard(item[0])
+                    self._count_length(item[1], -1)
 
     def _count_length(self, length: int, delta: int) -> None:
         count = self._length_counts.get(length, 0) + delta
@@ -128,19 +139,25 @@ def _spellings(value: str) -> set[str]:
     return {value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")}
 
 
+def _handle(value: str) -> SecretHandle:
+    return tuple(
+        (hash(v), len(v)) if _REGULAR_RE.fullmatch(v) and len(v) >= 8 else v for v in sorted(_spellings(value))
+    )
+
+
 _SEPARATOR_RE = re.compile(r"[=/+.%]")
 
 
-def _contains_secret(candidate: str, regular: set[str], lengths: tuple[int, ...] = ()) -> bool:
-    if candidate in regular:
+def _contains_secret(candidate: str, regular: set[int], lengths: tuple[int, ...] = ()) -> bool:
+    if hash(candidate) in regular:
         return True
     # A secret glued to neighbours (``x=abc%2Bdef``, ``abc.def``): try what lies after and
     # before each separator, then the pieces between separators.
     for sep in _SEPARATOR_RE.finditer(candidate):
         i = sep.start()
-        if candidate[i + 1 :] in regular or candidate[:i] in regular:
+        if hash(candidate[i + 1 :]) in regular or hash(candidate[:i]) in regular:
             return True
-    if any(part in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8):
+    if any(hash(part) in regular for part in _SEPARATOR_RE.split(candidate) if len(part) >= 8):
         return True
     # Glued with no separator at all (an IdP echoing ``"xx" + secret``): every window of
     # each registered length. Still set lookups, one per position and distinct length.
@@ -148,7 +165,7 @@ def _contains_secret(candidate: str, regular: set[str], lengths: tuple[int, ...]
     for n in lengths:
         if n >= size:
             break
-        if any(candidate[i : i + n] in regular for i in range(size - n + 1)):
+        if any(hash(candidate[i : i + n]) in regular for i in range(size - n + 1)):
             return True
     return False
 
@@ -161,9 +178,15 @@ def register_secret(value: str) -> None:
     _SECRETS.add(value)
 
 
-def forget_secret(value: str) -> None:
-    """Stop scanning for a value that can no longer be used (an expired token)."""
-    _SECRETS.discard(value)
+def forget_secret(value: str | SecretHandle) -> None:
+    """Stop scanning for a value that can no longer be used (an expired token), or for its handle."""
+    _SECRETS.discard(_handle(value) if isinstance(value, str) else value)
+
+
+def secret_handle(value: str) -> SecretHandle:
+    """What `forget_secret` needs to forget ``value`` later, without the value itself (for a
+    replaced token kept redacted until it expires: its hash is a few bytes, the token ~1 KB)."""
+    return _handle(value)
 
 
 def known_secret_count() -> int:

@@ -308,8 +308,10 @@ class Engine:
             st.generation += 1
             self._remove_job(name)
             self.metrics.forget_credential(name, [ts.label for ts in st.targets])
-            for value in (*st.retired.values(), *([st.token.access_token.get_secret_value()] if st.token else [])):
-                logs.forget_secret(value)
+            for handle in st.retired.handles():
+                logs.forget_secret(handle)
+            if st.token is not None:
+                logs.forget_secret(st.token.access_token.get_secret_value())
         to_start: list[CredentialState] = []
         for restart in change.restart:
             name = restart.cfg.name

@@ -36,8 +36,8 @@ log = logs.get_logger("syncd.engine")
 #: At most this many replaced tokens per credential the log redactor still knows, each until it
 #: expires: while valid, a replaced token may still be quoted (a store's error, a read-back), and
 #: after that nothing can use it. With the default refresh_at (0.5) that is about one; a lower
-#: refresh_at keeps more valid at once. Each is a whole token string kept only for this (~0.7 KB
-#: for a JWT: 70 MB at 100,000 credentials).
+#: refresh_at keeps more valid at once. Each is kept as the redactor's handle (hashes, ~100 bytes),
+#: not as the token string (~0.7 KB for a JWT: 70 MB at 100,000 credentials).
 RETAINED_TOKENS = 3
 ADOPT_REFUSALS = 2  # overwrites of an implausible token a store offers, before giving up (transient)
 
@@ -156,16 +156,17 @@ class Rotation:
         # The redactor keeps recognising a replaced token while it is valid, and not forever (67
         # rotations/s would grow it by millions a day): see RETAINED_TOKENS.
         if old is not None and old.fingerprint != payload.fingerprint:
-            st.retired.append((old.access_token.get_secret_value(), old.expires_at))
+            st.retired.append((logs.secret_handle(old.access_token.get_secret_value()), old.expires_at))
         if not st.retired:  # the usual case at start-up's adoption: nothing to look at
             return
         now = self.clock()
-        held = payload.access_token.get_secret_value()
+        held: logs.SecretHandle | None = None
         while st.retired and (len(st.retired) > RETAINED_TOKENS or st.retired[0][1] <= now):
-            value, _ = st.retired.popleft()
+            handle, _ = st.retired.popleft()
+            held = held or logs.secret_handle(payload.access_token.get_secret_value())
             # An IdP that hands a token out again: still held, or retained again with a later expiry.
-            if value != held and all(value != kept for kept, _ in st.retired):
-                logs.forget_secret(value)
+            if handle != held and all(handle != kept for kept, _ in st.retired):
+                logs.forget_secret(handle)
 
     def rebase(self, st: CredentialState, payload: TokenPayload) -> TokenPayload:
         """Adopt a token another writer stored: our own jittered refresh time for it.

@@ -33,19 +33,20 @@ def error_view(exc: BaseException) -> dict[str, Any]:
     return out
 
 
-class Retired(list[tuple[str, float]]):
-    """The replaced tokens a credential still redacts, (value, expires_at), oldest first (a handful at most).
+class Retired(list[tuple[logs.SecretHandle, float]]):
+    """The replaced tokens a credential still redacts, (handle, expires_at), oldest first (a handful at most).
 
-    A list with ``popleft``: an empty one costs 56 bytes where a deque allocates a 600-byte
-    block up front, once per credential."""
+    Each kept as the redactor's handle (`logs.secret_handle`: hashes, not the token). A list with
+    ``popleft``: an empty one costs 56 bytes where a deque allocates a 600-byte block up front,
+    once per credential."""
 
     __slots__ = ()
 
-    def popleft(self) -> tuple[str, float]:
+    def popleft(self) -> tuple[logs.SecretHandle, float]:
         return self.pop(0)
 
-    def values(self) -> list[str]:
-        return [value for value, _ in self]
+    def handles(self) -> list[logs.SecretHandle]:
+        return [handle for handle, _ in self]
 
 
 # Slots: a credential's state has more fields than CPython shares the keys of in an instance

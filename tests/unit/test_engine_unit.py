@@ -180,7 +180,10 @@ async def test_redactor_does_not_grow_with_rotations(tmp_path, monkeypatch):
     assert len(st.retired) == engine_mod.RETAINED_TOKENS
     # the current and the retained tokens are still redacted; an old one is not tracked any more
     assert logs.scrub_text(st.token.access_token.get_secret_value()) == logs.REDACTED
-    assert logs.scrub_text(st.retired[-1][0]) == logs.REDACTED
+    assert logs.scrub_text("rotating-token-000100-abcdef") == logs.REDACTED, "the last one replaced"
+    assert logs.scrub_text("rotating-token-000097-abcdef") != logs.REDACTED, "beyond the last three"
+    # kept as the redactor's hashes: no replaced token string is held for it
+    assert all(isinstance(part, tuple) for handle in st.retired.handles() for part in handle)
 
 
 class StubMinter:
@@ -250,12 +253,16 @@ def test_a_replaced_token_is_redacted_until_it_expires_then_forgotten(tmp_path):
     def known(n: int) -> bool:
         return logs.scrub_text(f"retained-token-{n:04d}-abcdefgh") == logs.REDACTED
 
+    def retired() -> list[int]:
+        handles = st.retired.handles()
+        return [n for n in range(1, 7) if logs.secret_handle(f"retained-token-{n:04d}-abcdefgh") in handles]
+
     for n, life in ((1, 100), (2, 100), (3, 300)):
         engine.rotation.set_token(st, token(n, life))
-    assert [v[-12:-9] for v in st.retired.values()] == ["001", "002"] and known(1) and known(2)
+    assert retired() == [1, 2] and known(1) and known(2)
     now[0] += 101  # 1 and 2 have expired, 3 has not
     engine.rotation.set_token(st, token(4, 100))
-    assert [v[-12:-9] for v in st.retired.values()] == ["003"]
+    assert retired() == [3]
     assert not known(1) and not known(2), "expired: forgotten"
     assert known(3), "valid until the next replacement finds it expired"
     engine.rotation.set_token(st, token(5, 100))
