@@ -37,9 +37,13 @@ def test_collector_paused_leaves_a_disabled_collector_disabled():
 
 @pytest.fixture
 def thawed():
-    """Each test starts and ends with nothing frozen and no freezing callback installed."""
+    """Each test starts and ends with nothing frozen and no freezing callback installed.
+
+    Automatic collections are held off meanwhile (explicit ``gc.collect`` still runs, callbacks
+    included): one landing between two lines of a test would freeze what it is about to check."""
     heap.thaw()
-    yield
+    with collector_paused():
+        yield
     heap.thaw()
 
 
