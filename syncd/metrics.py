@@ -181,10 +181,10 @@ class Metrics:
         ``increase()``/``rate()``: an alert on fatal mints would miss the first one.
         """
         for outcome in _OUTCOMES:
-            self.mints.labels(credential=name, outcome=outcome)
+            self.mints.labels(name, outcome)
             for target in targets:
-                self.writes.labels(credential=name, target=target, outcome=outcome)
-        self.consecutive_failures.labels(credential=name)
+                self.writes.labels(name, target, outcome)
+        self.consecutive_failures.labels(name)
 
     def forget_credential(self, name: str, targets: list[str]) -> None:
         """Drop a removed credential's series so dashboards do not show a ghost."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from typing import Literal
@@ -27,6 +28,22 @@ from syncd.oauth import AuthMethod
 from syncd.policy import RefreshPolicy
 
 VGS_TOKEN_URL = "https://auth.verygoodsecurity.com/auth/realms/vgs/protocol/openid-connect/token"  # noqa: S105  # nosec B105
+
+
+@functools.lru_cache(maxsize=1024)
+def checked_token_url(url: str) -> str:
+    """``url`` interned, once it is known to be an http(s) URL a mint can use (ValueError if not).
+
+    Cached per distinct URL (a failure is not cached): a fleet of 10,000 credentials shares a
+    few token endpoints, and parsing each copy again was half of loading such a config.
+    """
+    if not re.match(r"^https?://[^/\s]+/\S*$", url):
+        raise ValueError(f"{logs.scrub_url(url)!r} is not an http(s) URL of a token endpoint")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:  # a port that is not a number, an unclosed [ ...: no mint could use it
+        raise ValueError(f"{logs.scrub_url(url)!r} is not a valid URL: {exc}") from None
+    return sys.intern(url)  # one string per endpoint, however many credentials name it
 
 
 class TargetConfig(_Model):
@@ -131,13 +148,7 @@ class CredentialConfig(_Model):
     @field_validator("token_url")
     @classmethod
     def _token_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+/\S*$", v):
-            raise ValueError(f"{logs.scrub_url(v)!r} is not an http(s) URL of a token endpoint")
-        try:
-            httpx.URL(v)
-        except httpx.InvalidURL as exc:  # a port that is not a number, an unclosed [ ...: no mint could use it
-            raise ValueError(f"{logs.scrub_url(v)!r} is not a valid URL: {exc}") from None
-        return sys.intern(v)  # most credentials share a few token endpoints: one string each
+        return checked_token_url(v)
 
     @field_validator("extra_params")
     @classmethod

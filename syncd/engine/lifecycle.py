@@ -154,7 +154,7 @@ class Engine:
     def _schedule(self, st: CredentialState, at: float | None = None) -> None:
         when = at if at is not None else self._next_run(st)
         st.next_run = when
-        self.metrics.next_refresh.labels(credential=st.name).set(when)
+        self.metrics.next_refresh.labels(st.name).set(when)
         if self.jobs is not None:
             self.jobs.arm(st.name, when)
 

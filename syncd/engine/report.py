@@ -14,15 +14,15 @@ from syncd.payload import to_rfc3339
 def publish(metrics: Metrics, st: CredentialState) -> None:
     """Set the credential's gauges from its state (after a run, at start-up)."""
     m = metrics
-    m.consecutive_failures.labels(credential=st.name).set(st.consecutive_failures)
+    m.consecutive_failures.labels(st.name).set(st.consecutive_failures)
     if st.token is not None:
-        m.token_expiry.labels(credential=st.name).set(st.token.expires_at)
-        m.token_lifetime.labels(credential=st.name).set(st.token.lifetime)
+        m.token_expiry.labels(st.name).set(st.token.expires_at)
+        m.token_lifetime.labels(st.name).set(st.token.lifetime)
     for ts in st.targets:
         if ts.stored_expires_at is not None:
-            m.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
+            m.target_token_expiry.labels(st.name, ts.label).set(ts.stored_expires_at)
         if ts.last_success is not None:  # also a token adopted at start-up (a verified read)
-            m.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
+            m.target_last_success.labels(st.name, ts.label).set(ts.last_success)
 
 
 def credential_ready(st: CredentialState, now: float) -> bool:

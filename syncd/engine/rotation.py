@@ -135,7 +135,7 @@ class Rotation:
         st.last_mint, st.last_mint_outcome, st.adopted = now, "ok", False
         st.held = "minted"
         self.set_token(st, payload)
-        self.metrics.mints.labels(credential=st.name, outcome="ok").inc()
+        self.metrics.mints.labels(st.name, "ok").inc()
         log.info(
             "mint",
             credential=st.name,
@@ -244,7 +244,7 @@ class Rotation:
                 serr.transient, ts.failures - 1, st.policy, self.rng.random(), serr.retry_after
             )
             ts.retry_at = now + delay
-            self.metrics.writes.labels(credential=st.name, target=ts.label, outcome=outcome).inc()
+            self.metrics.writes.labels(st.name, ts.label, outcome).inc()
             log.warning(
                 "write",
                 credential=st.name,
@@ -269,9 +269,9 @@ class Rotation:
         ts.failures, ts.retry_at, ts.last_error, ts.last_outcome = 0, None, None, "ok"
         ts.last_success = self.clock()
         self.verified(st, ts, payload, ts.last_success)
-        self.metrics.writes.labels(credential=st.name, target=ts.label, outcome="ok").inc()
-        self.metrics.target_last_success.labels(credential=st.name, target=ts.label).set(ts.last_success)
-        self.metrics.target_token_expiry.labels(credential=st.name, target=ts.label).set(ts.stored_expires_at)
+        self.metrics.writes.labels(st.name, ts.label, "ok").inc()
+        self.metrics.target_last_success.labels(st.name, ts.label).set(ts.last_success)
+        self.metrics.target_token_expiry.labels(st.name, ts.label).set(ts.stored_expires_at)
         log.info(
             "write",
             credential=st.name,

@@ -56,7 +56,7 @@ def failed(rot: Rotation, st: CredentialState, exc: Exception, started: float) -
             min_remaining=st.policy.min_remaining,
         )
     st.mint_retry_at = now + plan.delay
-    rot.metrics.mints.labels(credential=st.name, outcome=outcome).inc()
+    rot.metrics.mints.labels(st.name, outcome).inc()
     log.error(
         "mint",
         credential=st.name,
@@ -98,7 +98,7 @@ def short(rot: Rotation, st: CredentialState, payload: TokenPayload, verdict: po
             "minting again with backoff"
         ),
     }
-    rot.metrics.mints.labels(credential=st.name, outcome="transient").inc()
+    rot.metrics.mints.labels(st.name, "transient").inc()
     log.warning(
         "mint_short",
         credential=st.name,

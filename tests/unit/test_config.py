@@ -355,3 +355,36 @@ def test_a_token_url_no_mint_could_use_is_refused_without_its_credentials(tmp_pa
         load_config(write(tmp_path, text))
     message = problems(info.value)["credentials[0].token_url"]
     assert said in message and "url-pass-123456" not in str(info.value)
+
+
+def test_a_token_url_is_checked_once_per_distinct_url_and_a_refusal_is_not_remembered(tmp_path, monkeypatch):
+    """Credentials naming one endpoint share one checked, interned string; a bad URL is refused
+    at every load (the cache keeps only what passed), so fixing it is enough to load."""
+    from syncd.config import credentials
+
+    parsed: list[str] = []
+    real_url = credentials.httpx.URL
+
+    def counting_url(url: str) -> object:
+        parsed.append(url)
+        return real_url(url)
+
+    monkeypatch.setattr(credentials.httpx, "URL", counting_url)
+    credentials.checked_token_url.cache_clear()
+    url = "https://idp.example/realms/shared/token"
+    text = MINIMAL + "".join(
+        f'\n[[credentials]]\nname = "c{i}"\nclient_id = "c{i}"\nclient_secret = "s-{i}"\ntoken_url = "{url}"\n'
+        f'targets = [{{ store = "local", key = "c{i}.json" }}]\n'
+        for i in range(3)
+    )
+    config = load_config(write(tmp_path, text))
+    shared = [c.token_url for c in config.credentials if c.name != "calm"]
+    assert parsed.count(url) == 1 and shared == [url] * 3
+    assert all(u is shared[0] for u in shared)
+
+    bad = MINIMAL.replace('client_id = "ACxxxx"', 'client_id = "ACxxxx"\ntoken_url = "https://idp.example:abc/token"')
+    for _ in range(2):
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, bad))
+        assert "is not a valid URL" in problems(info.value)["credentials[0].token_url"]
+    assert parsed.count("https://idp.example:abc/token") == 2

@@ -187,3 +187,55 @@ def test_labels_are_checked_like_prometheus_client_does():
         m.mints.labels(credential="calm", outcome="ok").inc(-1)
     with pytest.raises(KeyError):
         m.mints.remove("never", "ok")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.0,
+        -0.0,
+        1.0,
+        0.1,
+        3600.0,
+        1_700_000_000.123,
+        12_345_678.0,
+        1e22,
+        5e-324,
+        -2.5e-7,
+        2**53 + 1.0,
+        math.inf,
+        -math.inf,
+    ],
+)
+def test_a_value_is_kept_only_in_its_line_and_read_back_exactly(value):
+    """No float is kept beside the line: what ``inc`` and ``collect`` read is parsed from it, and
+    the text format's rendering (``repr``'s digits) loses nothing."""
+    m = Metrics()
+    m.token_expiry.labels("calm").set(value)
+    assert m.token_expiry.labels("calm").value == value
+    (metric,) = m.token_expiry.collect()
+    assert metric.samples[0].value == value
+    m.consecutive_failures.labels("calm").set(value if math.isfinite(value) else 0.0)
+    m.consecutive_failures.labels("calm").inc(0.5)
+    assert m.consecutive_failures.labels("calm").value == (value if math.isfinite(value) else 0.0) + 0.5
+
+
+def test_nan_survives_the_round_trip():
+    m = Metrics()
+    m.token_expiry.labels("calm").set(math.nan)
+    assert math.isnan(m.token_expiry.labels("calm").value)
+    assert 'syncd_token_expiry_timestamp_seconds{credential="calm"} NaN\n' in m.render().decode()
+
+
+def test_a_series_handle_kept_past_a_removal_brings_no_ghost_back():
+    """A reload removes a credential's series while a run still holds its handle: the late
+    update must not put the removed series back into the exposition."""
+    m = Metrics()
+    m.init_credential("gone", ["local:gone.json"])
+    held = m.mints.labels("gone", "ok")
+    gauge = m.token_expiry.labels("gone")
+    m.forget_credential("gone", ["local:gone.json"])
+    held.inc()
+    gauge.set(42.0)
+    assert b'credential="gone"' not in m.render()
+    assert held.value == 0.0
