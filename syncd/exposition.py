@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["PART_SERIES", "LabelledCounter", "LabelledGauge"]
+__all__ = ["PART_SERIES", "LabelledCounter", "LabelledGauge", "Snapshot"]
 
 #: Series per part of a family's exposition: a part is one join of about 100 KB (well under a
 #: millisecond), so a scrape can hand the loop back between parts of a 30,000-series family.
@@ -99,6 +99,26 @@ class _CounterSeries(_Series):
 Key = str | tuple[str, ...]
 
 
+class Snapshot:
+    """A family's exposition taken at one moment, written part by part: its length is known before
+    any part is rendered, so a scrape can send Content-Length and never hold the whole page."""
+
+    __slots__ = ("_header", "_lines", "_name", "length")
+
+    def __init__(self, header: bytes, name: bytes, lines: list[bytes]) -> None:
+        self._header, self._name, self._lines = header, name, lines
+        # Each line is kept without the sample name, which the join puts back before every line.
+        self.length = len(header) + len(name) * len(lines) + sum(map(len, lines))
+
+    def parts(self, size: int | None = None) -> Iterator[bytes]:
+        """The exposition (UTF-8) in parts of ``size`` series (``PART_SERIES``), the first with the header."""
+        size = size or PART_SERIES
+        name, lines = self._name, self._lines
+        yield self._header + (name + name.join(lines[:size]) if lines else b"")
+        for start in range(size, len(lines), size):
+            yield name + name.join(lines[start : start + size])
+
+
 S = TypeVar("S", bound=_Series)
 
 
@@ -156,17 +176,13 @@ class _Family(Generic[S]):
 
     def parts(self, size: int | None = None) -> Iterator[bytes]:
         """This family's exposition (UTF-8) in parts of ``size`` series (``PART_SERIES``), the first
-        with the header.
+        with the header (``snapshot().parts()``)."""
+        return self.snapshot().parts(size)
 
-        The lines are taken all at once when the first part is asked for, so the parts add up to
-        one consistent family even if series change or a reload adds or removes some between parts.
-        """
-        size = size or PART_SERIES
-        lines = list(self._lines.values())
-        name = self._name_bytes  # each line starts after it: the join's separator puts it back
-        yield self._header + (name + name.join(lines[:size]) if lines else b"")
-        for start in range(size, len(lines), size):
-            yield name + name.join(lines[start : start + size])
+    def snapshot(self) -> Snapshot:
+        """This family's lines as they are now: a consistent family even if series change or a
+        reload adds or removes some while a scrape writes it (a pointer per series, no copy)."""
+        return Snapshot(self._header, self._name_bytes, list(self._lines.values()))
 
     def describe(self) -> list[Metric]:
         return [Metric(self.name, self.documentation, self.kind)]

@@ -33,7 +33,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from syncd import __version__
-from syncd.exposition import LabelledCounter, LabelledGauge
+from syncd.exposition import LabelledCounter, LabelledGauge, Snapshot
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
@@ -203,15 +203,25 @@ class Metrics:
         return b"".join(self.render_parts())
 
     def render_parts(self) -> Iterator[bytes]:
-        """The text exposition in parts of at most ~100 KB: pre-rendered families are joins of
-        their lines (``PART_SERIES`` at a time), the others (histograms, process) are rendered
-        now, one collector a part. A caller on the event loop can yield between parts, so a
-        scrape never holds the loop for more than one part."""
+        """The text exposition in parts of at most ~100 KB (see `snapshot`)."""
+        for piece in self.snapshot():
+            yield from piece.parts()
+
+    def snapshot(self) -> Iterator[Snapshot]:
+        """The page, one collector at a time, in registration order (``generate_latest``'s).
+
+        A pre-rendered family is taken as its lines (`Snapshot`: a pointer per series), rendered
+        into parts of ``PART_SERIES`` lines only as each part is written; the others (histograms,
+        process) are rendered here, so a collector that fails raises before anything is sent.
+        A caller on the event loop can yield between collectors and between parts, so a scrape
+        never holds the loop for long, and the page is never held whole.
+        """
         for part in self.registry.in_order():
             if isinstance(part, LabelledGauge | LabelledCounter):
-                yield from part.parts()
+                yield part.snapshot()
             else:
-                yield generate_latest(part)
+                rendered = generate_latest(part)
+                yield Snapshot(rendered, b"", [])
 
 
 def _remove(metric: LabelledGauge | LabelledCounter, *labels: str) -> None:
