@@ -9,11 +9,13 @@ from typing import Literal
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.dataclasses import dataclass as record
 
 from syncd import logs
 from syncd.auth_rules import AUTH_KEYS, SECRET_METHODS, auth_keys_problem, inline_value_problem
 from syncd.config.secrets import SecretRef, read_service_account
 from syncd.config.values import (
+    RECORD,
     ConfigPath,
     Duration,
     FileMode,
@@ -46,7 +48,8 @@ def checked_token_url(url: str) -> str:
     return sys.intern(url)  # one string per endpoint, however many credentials name it
 
 
-class TargetConfig(_Model):
+@record(frozen=True, slots=True, kw_only=True, config=RECORD)
+class TargetConfig:
     store: str
     key: str = Field(min_length=1)
     format: Literal["json", "raw"] = "json"
@@ -111,7 +114,8 @@ SigningAlg = Literal["HS256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 DEFAULT_ASSERTION_LIFETIME = 60.0
 
 
-class CredentialConfig(_Model):
+@record(frozen=True, slots=True, kw_only=True, config=RECORD)
+class CredentialConfig:
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     token_url: str = VGS_TOKEN_URL
     client_id: str | None = None

@@ -136,7 +136,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _why(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
-    if kind == "extra_forbidden":
+    if kind in {"extra_forbidden", "unexpected_keyword_argument"}:  # a model's word, a record's
         return "unknown key (check the spelling; see config.example.toml for every option)"
     if kind == "missing":
         return "required key is missing"

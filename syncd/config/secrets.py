@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 from pydantic import Field, SecretStr, model_validator
+from pydantic.dataclasses import dataclass as record
 
-from syncd.config.values import ConfigPath, _Model
+from syncd.config.values import RECORD, ConfigPath
 
 
-class SecretRef(_Model):
+@record(frozen=True, slots=True, kw_only=True, config=RECORD)
+class SecretRef:
     """Where a secret comes from: ``{ env = "VAR" }``, ``{ file = "path" }`` or a plain string.
 
     A plain string is accepted only in a config file readable by its owner

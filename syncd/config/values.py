@@ -176,3 +176,9 @@ class _Model(BaseModel):
 
 
 _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+
+#: The configuration of the sections a config holds one of per credential (the credential, its
+#: targets, its secret references), declared as pydantic dataclasses with it. They are validated
+#: like every other section, but each is a frozen record with slots: no per-instance dict and no
+#: set of given keys, which at 100,000 credentials is ~1 KiB per credential (~100 MB).
+RECORD = ConfigDict(extra="forbid", populate_by_name=True)

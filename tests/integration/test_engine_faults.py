@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
-from syncd.config import load_config
+from syncd.config import CredentialConfig, load_config
 from syncd.engine import Engine
 from syncd.payload import TokenPayload
 from syncd.stores.base import TransientStoreError, WriteResult
@@ -195,7 +196,7 @@ async def test_reload_adds_and_removes(fake_idp, tmp_path):
     await asyncio.sleep(0.5)
     data = cfg.model_dump(mode="python")
     new_cred = {
-        **cfg.credentials[0].model_dump(exclude_none=True),
+        **TypeAdapter(CredentialConfig).dump_python(cfg.credentials[0], exclude_none=True),
         "name": "card",
         "targets": [{"store": "local", "key": "card.json"}],
     }

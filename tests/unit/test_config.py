@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -187,6 +188,31 @@ def test_unknown_store_type_field_and_bad_listen(tmp_path):
     got = problems(info.value)
     assert "unknown key" in got["stores.local.directroy"]
     assert "host:port" in got["daemon.listen"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ('name = "calm"', 'name = "calm"\nscope = "x"', "credentials[0].scope"),
+        ('key = "calm.json" }', 'key = "calm.json", formt = "raw" }', "credentials[0].targets[0].formt"),
+        ('{ env = "CALM_SECRET" }', '{ env = "CALM_SECRET", fiel = "/x" }', "credentials[0].client_secret.fiel"),
+    ],
+)
+def test_an_unknown_key_in_a_per_credential_record_is_named(tmp_path, old, new, path):
+    """The credential, its targets and its secret references are slotted records, not models:
+    an unknown key in any of them is still reported as one, at its key path."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL.replace(old, new)))
+    assert problems(info.value) == {path: "unknown key (check the spelling; see config.example.toml for every option)"}
+
+
+def test_per_credential_records_are_frozen_and_hold_no_dict(tmp_path):
+    cred = load_config(write(tmp_path, MINIMAL)).credentials[0]
+    for record in (cred, cred.targets[0], cred.client_secret):
+        assert not hasattr(record, "__dict__"), type(record).__name__  # slots: ~1 KiB a credential at 100,000
+        first = dataclasses.fields(record)[0].name  # type: ignore[arg-type]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, first, "other")
 
 
 def test_plaintext_secret_needs_private_file(tmp_path):

@@ -43,12 +43,13 @@ def config_schema(*path: str) -> dict[str, Any]:
     return ref(node)
 
 
-def fields(model: type[BaseModel]) -> set[str]:
-    return set(model.model_fields) - CHART_OWNED.get(model.__name__, set())
+def fields(model: type[Any]) -> set[str]:
+    # __pydantic_fields__: a model's and a pydantic dataclass's (the per-credential records) alike
+    return set(model.__pydantic_fields__) - CHART_OWNED.get(model.__name__, set())
 
 
-def literal_values(model: type[BaseModel], name: str) -> set[Any]:
-    annotation = model.model_fields[name].annotation
+def literal_values(model: type[Any], name: str) -> set[Any]:
+    annotation = model.__pydantic_fields__[name].annotation
     args = typing.get_args(annotation)
     found: set[Any] = set()
     for arg in args or (annotation,):

@@ -35,7 +35,7 @@ CASES: list[tuple[dict[str, Any], list[str]]] = [
 
 
 def cred(**changes: Any) -> CredentialConfig:
-    return CredentialConfig.model_validate({**BASE, **changes})
+    return CredentialConfig(**{**BASE, **changes})
 
 
 @pytest.mark.parametrize(("changes", "fields"), CASES)
