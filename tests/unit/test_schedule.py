@@ -183,6 +183,7 @@ async def test_batched_arms_add_copies_in_the_job_stores_order_and_move_existing
         template = scheduler.get_job(job_id("moved"))
         assert copy.func is template.func and copy.trigger is template.trigger and copy.args == ("c123",)
         assert copy.max_instances == template.max_instances and copy.misfire_grace_time is None
+        assert copy.kwargs == {} and copy.kwargs is template.kwargs  # one empty dict, not one per job
         jobs.arm("c123", base + 10_000)  # APScheduler's own update and removal find the merged jobs
         jobs.cancel("c200")
         order = [(ts, job.id) for job, ts in store._jobs]
