@@ -11,9 +11,9 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -165,17 +165,6 @@ ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @model_validator(mode="after")
-    def _share_fields_set(self) -> Self:
-        # pydantic keeps, per instance, the set of keys the file gave (a 216-byte set). A frozen
-        # section never adds to it (a copy gets its own), so sections given the same keys share
-        # one: at 100,000 credentials that is three sets per credential, ~60 MB, saved.
-        given = self.__pydantic_fields_set__
-        object.__setattr__(self, "__pydantic_fields_set__", _FIELDS_SETS.setdefault(frozenset(given), given))
-        return self
-
-
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 #: The configuration of the sections a config holds one of per credential (the credential, its
 #: targets, its secret references), declared as pydantic dataclasses with it. They are validated
