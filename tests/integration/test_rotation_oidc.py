@@ -47,8 +47,9 @@ def test_file_target_stays_fresh_for_20s(oidc_server, tmp_path):
     issued_before = oidc_server.issued("calm")
     with SyncdProcess(_config(oidc_server, out), tmp_path, env={"CALM_SECRET": "calm-secret-0123456789"}) as d:
         d.wait_http()
-        target = out / "calm.json"
-        wait_for(target.exists, 10, what="first write")
+        target, raw_target = out / "calm.json", out / "raw" / "calm.token"
+        # The two targets are written concurrently: the JSON one can land before the raw one.
+        wait_for(lambda: target.exists() and raw_target.exists(), 10, what="first write of both targets")
         seen: dict[str, float] = {}
         reads = 0
         min_fraction = 1.0
@@ -66,7 +67,7 @@ def test_file_target_stays_fresh_for_20s(oidc_server, tmp_path):
             assert fraction >= 0.30, f"only {fraction:.0%} of the lifetime left: {payload.public_dict()}"
             assert payload.credential == "calm" and payload.scope == "cards:read"
             seen.setdefault(payload.fingerprint, now)
-            raw = (out / "raw" / "calm.token").read_text()
+            raw = raw_target.read_text()
             assert raw.count(".") == 0 and len(raw) > 20 and "{" not in raw
             time.sleep(0.1)
         assert d.stop() == 0
