@@ -27,6 +27,7 @@ rank 4 s later, deadline at 16 s) must leave room for both.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -311,7 +312,11 @@ def test_three_replicas_survive_sigkill_and_share_the_minting(
             assert ok_mints(d) <= PER_REPLICA, f"restarted replica {k} minted {ok_mints(d):g} at start-up"
         time.sleep(REFRESH_INTERVAL)
         window = time.time() - restarted
-        storm_limit = MAX_MINT_RATIO * len(NAMES) * max(window, REFRESH_INTERVAL) / REFRESH_INTERVAL
+        # At most one rotation per credential per refresh interval begun in the window: the
+        # survivor's takeovers can align every credential's phase, putting two rotations of each
+        # in 1.4 intervals (16 of 8 credentials in one CI run), which is no storm. A storm (every
+        # credential minted again at start-up) lands on top of that, and ok_mints above bounds it.
+        storm_limit = MAX_MINT_RATIO * len(NAMES) * math.ceil(max(window, REFRESH_INTERVAL) / REFRESH_INTERVAL)
         assert idp.stats()["total"] <= storm_limit, idp.stats()
         print(
             f"restart: {idp.stats()['total']} IdP mints in {window:.1f}s (limit {storm_limit:.1f}); "
