@@ -6,7 +6,7 @@ targets and adopts a stored token that is still fresh, so restarting a daemon wi
 is held too, and served while the first mint is attempted.
 
 At start-up every target is read in batches per store (``syncd.stores.batch``: one thread
-hop for many files, BatchGetSecretValue for 20 secrets), ``startup_concurrency`` reads in
+hop for 500 files, BatchGetSecretValue for 20 secrets), ``startup_concurrency`` reads in
 flight at most, then each credential judges what its targets hold.
 """
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from syncd import logs, policy
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
+from syncd.stores import batch as batching
 from syncd.stores.batch import ReadResult, read_many
 
 if TYPE_CHECKING:  # rotation imports takeover, which judges stored payloads with `trusted` here
@@ -57,8 +58,9 @@ async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concu
 async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
     """Each target's read result, in order, ``concurrency`` reads in flight at most.
 
-    A store with ``read_many`` gets batches of ``BATCH`` targets; any other one read by one,
-    as many in flight as allowed (a batch would only make each read wait for its slowest).
+    A store with ``read_many`` gets batches (`syncd.stores.batch.batch_size`); any other one
+    read by one, as many in flight as allowed (a batch would only make each read wait for its
+    slowest). A batch holds one permit per item, or all of them when it is larger (`permits`).
     """
     by_store: dict[int, list[int]] = defaultdict(list)
     for i, ts in enumerate(targets):
@@ -66,7 +68,7 @@ async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list
     limit = max(1, concurrency)
     batches: list[list[int]] = []
     for idx in by_store.values():
-        size = min(BATCH, limit) if hasattr(targets[idx[0]].store, "read_many") else 1
+        size = batching.batch_size(targets[idx[0]].store, limit)
         batches += [idx[k : k + size] for k in range(0, len(idx), size)]
     results: list[ReadResult] = [None] * len(targets)
     in_flight = asyncio.Semaphore(limit)
@@ -74,13 +76,14 @@ async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list
 
     async def run(batch: list[int]) -> None:
         store = targets[batch[0]].store
+        held = batching.permits(len(batch), limit)
         async with gate:
-            for _ in batch:  # one permit per read: a batch counts as its size
+            for _ in range(held):
                 await in_flight.acquire()
         try:
             got = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
         finally:
-            for _ in batch:
+            for _ in range(held):
                 in_flight.release()
         for i, result in zip(batch, got, strict=True):
             results[i] = result

@@ -59,6 +59,9 @@ _LINK_ERRNOS = (errno.ELOOP, errno.ENOTDIR)
 class FileStore:
     """``type = "file"``: the Store interface (docs/design.md) over a local directory."""
 
+    #: ``read_many`` reads its files one after another in one thread (syncd.stores.batch).
+    reads_serially = True
+
     def __init__(self, name: str, config: FileStoreConfig) -> None:
         self.name = name
         self.config = config
@@ -332,7 +335,8 @@ class FileStore:
         return await asyncio.to_thread(self._read_sync, key, target)
 
     async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
-        """Optional batch read (syncd.stores.batch): the files one after the other, in one thread hop."""
+        """Optional batch read (syncd.stores.batch): the files one after the other, in one thread hop
+        (``reads_serially``: the caller sends one batch at a time)."""
         return await asyncio.to_thread(self._read_many_sync, items)
 
     def _read_many_sync(self, items: Sequence[ReadItem]) -> list[ReadResult]:
