@@ -41,13 +41,14 @@ FRAMES = 8  # deep enough to name the syncd frame behind an allocation inside a 
 
 
 def arm_jobs_as_the_engine_does(engine: Any) -> Any:
-    """A paused scheduler holding one job per credential for its runs and one for its read-backs, an hour out."""
-    from syncd.schedule import CredentialJobs, LoopScheduler  # imported late, as every syncd module here
+    """A paused scheduler holding one job per credential for its runs and a planned read-back each
+    (`Sweep`), an hour out."""
+    from syncd.schedule import CredentialJobs, LoopScheduler, Sweep  # imported late, as every syncd module here
 
     sched = LoopScheduler(timezone=UTC)
     sched.start(paused=True)
     runs = CredentialJobs(sched, engine.run_credential)
-    reads = CredentialJobs(sched, engine._verify_job, prefix="verify:")
+    reads = Sweep(sched, engine._read_back, job_id="syncd:readbacks", clock=time.time)  # its job holds it
     far = time.time() + 3600
     for name in engine.credentials:
         runs.arm(name, far)

@@ -57,7 +57,7 @@ class Engine:
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self.jobs: schedule.CredentialJobs | None = None
-        self.verify_jobs: schedule.CredentialJobs | None = None  # read-backs between runs, one job each
+        self.readbacks: schedule.Sweep | None = None  # read-backs between runs: their times, one job
         self.watchdog_grace = schedule.WATCHDOG_GRACE
         self._watch_rounds: schedule.Rounds[tuple[str, CredentialState]] = schedule.Rounds(schedule.WATCHDOG_PASS_BEATS)
         self._stopping = False
@@ -161,8 +161,8 @@ class Engine:
     def _remove_job(self, name: str) -> None:
         if self.jobs is not None:
             self.jobs.cancel(name)
-        if self.verify_jobs is not None:
-            self.verify_jobs.cancel(name)
+        if self.readbacks is not None:
+            self.readbacks.cancel(name)
 
     def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
         self.rotation.set_token(st, payload)
@@ -173,33 +173,44 @@ class Engine:
     # ------------------------------------------------------------------ read-back between runs
 
     def _schedule_verify(self, st: CredentialState, not_before: float = 0.0) -> None:
-        """A job of its own (``verify:<name>``): the credential's run schedule and next_refresh stay the refresh's."""
+        """Plan the credential's next read-back (`schedule.Sweep`); its runs and next_refresh stay the refresh's."""
         due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
-        if self.verify_jobs is None or self._stopping or not due:
+        if self.readbacks is None or self._stopping or not due:
             return
-        # The job re-arms itself as its last step; st.verifying keeps the reads serial.
-        self.verify_jobs.arm(st.name, max(min(due), not_before))
+        # The sweep plans it again after reading; st.verifying keeps one credential's reads serial.
+        self.readbacks.arm(st.name, max(min(due), not_before))
 
-    async def _verify_job(self, name: str, planned: float | None = None) -> None:
-        st = self.credentials.get(name)
-        if st is None or self._stopping or st.verifying:
-            return  # an instance in progress re-adds the job when it is done
-        if st.running:  # a run is writing: read back a little later, not in the middle of it
-            for ts in st.targets:
-                if ts.verify_at is not None:
-                    ts.verify_at = max(ts.verify_at, self.clock() + verify.MIN_VERIFY_GAP)
-        else:
+    async def _read_back(self, names: list[str]) -> None:
+        """The sweep's fire: read back every due target of these credentials, together."""
+        now = self.clock()
+        ready: list[CredentialState] = []
+        for name in names:
+            st = self.credentials.get(name)
+            if st is None or self._stopping or st.verifying:
+                continue  # a read-back in progress plans the next one when it is done
+            if st.running:  # a run is writing: read back a little later, not in the middle of it
+                for ts in st.targets:
+                    if ts.verify_at is not None:
+                        ts.verify_at = max(ts.verify_at, now + verify.MIN_VERIFY_GAP)
+                self._schedule_verify(st, not_before=now + verify.MIN_VERIFY_GAP)
+                continue
             st.verifying = True
-            try:
-                lost = await self.rotation.verify_targets(st)
-            finally:
+            ready.append(st)
+        try:
+            lost = await self.rotation.verify_many(ready)
+        finally:
+            for st in ready:
                 st.verifying = False
-            if lost and not st.running and self.credentials.get(name) is st:
+        for st in lost:
+            if not st.running and self.credentials.get(st.name) is st:
                 self._schedule(st)  # a target lost its token: the run writes it again now
-        # A read-back that was not due when the job fired (its target does not hold the held token, or
-        # that token expired) keeps its past verify_at: re-armed at that time, the job would fire again
-        # at once, over and over, and starve the event loop (seen at 100,000 credentials in start-up).
-        self._schedule_verify(st, not_before=self.clock() + verify.MIN_VERIFY_GAP)
+        # A read-back that was not due when the sweep took it (its target does not hold the held token,
+        # or that token expired) keeps its past verify_at: planned at that time, it would be taken at
+        # every fire, over and over (seen at 100,000 credentials in start-up).
+        after = self.clock() + verify.MIN_VERIFY_GAP
+        for st in ready:
+            if self.credentials.get(st.name) is st:
+                self._schedule_verify(st, not_before=after)
 
     # ------------------------------------------------------------------ start
 
@@ -211,7 +222,7 @@ class Engine:
         self.scheduler = schedule.LoopScheduler(timezone=UTC, job_defaults=defaults)
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
-        self.verify_jobs = schedule.CredentialJobs(self.scheduler, self._verify_job, prefix="verify:")
+        self.readbacks = schedule.Sweep(self.scheduler, self._read_back, job_id="syncd:readbacks", clock=self.clock)
         # Unbounded for the race `syncd.schedule` describes: a loop stall right after a beat was
         # handed over finds the next one due while the last still counts as running, and
         # APScheduler would skip it with a warning. `_beat` never awaits, so beats cannot overlap.
@@ -224,16 +235,15 @@ class Engine:
     async def _start_credentials(self, states: list[CredentialState], remint: Iterable[str] = ()) -> None:
         """Adopt what the targets hold, then schedule; a credential in ``remint`` mints at once.
 
-        Jobs are armed in batches (`schedule.CredentialJobs.batched`): the read-backs planned by
-        the adoption when it ends, the runs every ``YIELD_EVERY`` credentials, before the loop
-        turns (so the watchdog never sees a planned run without its job).
+        The runs' jobs are armed in batches (`schedule.CredentialJobs.batched`), every
+        ``YIELD_EVERY`` credentials, before the loop turns (so the watchdog never sees a planned
+        run without its job); a read-back the adoption plans is a time in `schedule.Sweep`.
         """
         with heap.collector_paused():
             await self._adopt_and_schedule(states, set(remint))
 
     async def _adopt_and_schedule(self, states: list[CredentialState], remint: set[str]) -> None:
-        with _batched(self.verify_jobs):
-            await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
+        await adopt_all(self.rotation, states, self.config.daemon.startup_concurrency)
         now = self.clock()
         adopted = 0
         for first in range(0, len(states), YIELD_EVERY):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from syncd import identity, logs, policy
@@ -331,6 +331,6 @@ class Rotation:
         readback.plan_after_read(st, ts, at)
         self._readback_planned(st)
 
-    async def verify_targets(self, st: CredentialState) -> bool:
-        """Read back the targets whose check is due; True when one was found without its token."""
-        return await readback.verify_targets(st, self.clock, lambda p: self.implausible(st, p))
+    async def verify_many(self, states: Iterable[CredentialState]) -> list[CredentialState]:
+        """Read back the due targets of ``states`` together; the credentials found without their token."""
+        return await readback.verify_many(states, self.clock, self.implausible)

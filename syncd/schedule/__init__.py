@@ -22,8 +22,8 @@ fired, and arming it only moves its next run time (no new ``Job``, no
 a plain ``call_soon`` when woken from the loop's own thread (APScheduler always
 writes to the loop's self-pipe), and coalesces the wake-ups of one loop turn.
 
-Adding a job is cheap too, because start-up adds two per credential (its run and its
-read-back): 20,000 at 10,000 credentials. APScheduler validates each new ``Job`` alike
+Adding a job is cheap too, because start-up adds one per credential: 10,000 at 10,000
+credentials. APScheduler validates each new ``Job`` alike
 (``inspect.signature`` of the same function, the same trigger and options), about a
 third of a millisecond each; only the first job of a `jobs.CredentialJobs` goes
 through ``add_job``, the others are copies of it with their own id, argument and time
@@ -31,9 +31,14 @@ through ``add_job``, the others are copies of it with their own id, argument and
 `copies.add_copies`): one merge into the job store's sorted list under its lock and one
 wake-up per batch, instead of a binary search, a list insert and a wake-up per job.
 
+The read-backs between rotations have no job each: `sweep.Sweep` keeps their planned
+times in a heap behind one job, which hands the reads due together to the engine (one
+thread hop for many files).
+
 The package: `jobs` (`CredentialJobs`, one job per credential), `copies` (adding jobs as
-copies of a validated one), `loop` (`LoopScheduler`), `watchdog` (what counts as lost, and
-the slices of the heartbeat's check).
+copies of a validated one), `loop` (`LoopScheduler`), `sweep` (`Sweep`, many planned
+times behind one job), `watchdog` (what counts as lost, and the slices of the heartbeat's
+check).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from __future__ import annotations
 from syncd.schedule.copies import add_copies, add_copy
 from syncd.schedule.jobs import UNBOUNDED_INSTANCES, CredentialJobs, Runner, job_id
 from syncd.schedule.loop import LoopScheduler
+from syncd.schedule.sweep import SWEEP_GAP, SWEEP_LIMIT, Sweep
 from syncd.schedule.watchdog import (
     FIRED_GRACE,
     PARKED,
@@ -55,6 +61,8 @@ from syncd.schedule.watchdog import (
 __all__ = [
     "FIRED_GRACE",
     "PARKED",
+    "SWEEP_GAP",
+    "SWEEP_LIMIT",
     "UNBOUNDED_INSTANCES",
     "WATCHDOG_GRACE",
     "WATCHDOG_PASS_BEATS",
@@ -64,6 +72,7 @@ __all__ = [
     "Plan",
     "Rounds",
     "Runner",
+    "Sweep",
     "add_copies",
     "add_copy",
     "is_lost",

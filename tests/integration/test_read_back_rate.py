@@ -1,7 +1,7 @@
 """How often the engine reads a target back with ``verify_interval = "auto"``: once per rotation.
 
 In-process, so the file store can count its reads (a file store registered as a
-plugin type that counts ``read`` calls); the IdP is the real oidc-provider with
+plugin type that counts its file reads); the IdP is the real oidc-provider with
 8 s tokens. The read-back schedule used to halve the remaining gap after every
 check (halfway, then three quarters, seven eighths, ... down to MIN_VERIFY_GAP):
 about log2(interval / 0.5 s) reads per rotation, eleven for a 20-minute token,
@@ -39,17 +39,23 @@ class CountingFileStore(FileStore):
 
     reads = 0
     writes = 0
+    batches: list[int] = []  # the size of each read_many call
     fail_reads = False  # after the first write, every read fails as an unreachable store's would
 
     @classmethod
     def from_config(cls, name: str, config: Any) -> CountingFileStore:
         return cls(name, FileStoreConfig(type="file", **dict(config.model_extra or {})))
 
-    async def read(self, key, *, target=None):  # type: ignore[no-untyped-def]
+    def _read_sync(self, key, target):  # type: ignore[no-untyped-def]
+        # Under ``read`` and ``read_many`` both: read-backs and adoption go through the batch read.
         CountingFileStore.reads += 1
         if CountingFileStore.fail_reads and CountingFileStore.writes:
             raise TransientStoreError("read failed (the test's store is unreachable for reads)", code="EIO")
-        return await super().read(key, target=target)
+        return super()._read_sync(key, target)
+
+    async def read_many(self, items):  # type: ignore[no-untyped-def]
+        CountingFileStore.batches.append(len(items))
+        return await super().read_many(items)
 
     async def write(self, key, payload, *, target=None):  # type: ignore[no-untyped-def]
         CountingFileStore.writes += 1
@@ -64,12 +70,16 @@ def oidc8(peers_installed: None) -> Iterator[OidcServer]:
     server.cleanup()
 
 
-def _counting_engine(oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail_reads: bool) -> Engine:
-    """One credential on the real IdP, its one target on a CountingFileStore in ``tmp_path`` (counts reset)."""
+def _counting_engine(
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail_reads: bool, n: int = 1
+) -> Engine:
+    """``n`` credentials on the real IdP (the first named "readback"), one target each on a
+    CountingFileStore in ``tmp_path`` (counts reset)."""
     real = stores_base.store_class
     monkeypatch.setattr(stores_base, "store_class", lambda t: CountingFileStore if t == "counting-file" else real(t))
     monkeypatch.setenv("READBACK_SECRET", CLIENT.client_secret)
     CountingFileStore.reads = CountingFileStore.writes = 0
+    CountingFileStore.batches = []
     CountingFileStore.fail_reads = fail_reads
     cfg = load_config(
         data={
@@ -78,13 +88,14 @@ def _counting_engine(oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.Monk
             "stores": {"out": {"type": "counting-file", "directory": str(tmp_path)}},
             "credentials": [
                 {
-                    "name": "readback",
+                    "name": name,
                     "token_url": oidc8.token_url,
                     "client_id": CLIENT.client_id,
                     "client_secret": {"env": "READBACK_SECRET"},
                     "token_lifetime": f"{TTL}s",
-                    "targets": [{"store": "out", "key": "readback.json"}],
+                    "targets": [{"store": "out", "key": f"{name}.json"}],
                 }
+                for name in ["readback", *(f"readback{i:02d}" for i in range(1, n))]
             ],
         }
     )
@@ -136,6 +147,7 @@ async def test_a_token_adopted_at_start_up_is_not_read_again_before_its_next_wri
     (tmp_path / "readback.json").write_text(stored.to_json())
     engine = _counting_engine(oidc8, tmp_path, monkeypatch, fail_reads=False)
     await engine.start()
+    adoption_reads = CountingFileStore.reads  # the adoption's own read of the target
     try:
         assert engine.credentials["readback"].adopted, "the stored token was adopted"
         assert engine.credentials["readback"].targets[0].verify_at is None
@@ -143,14 +155,39 @@ async def test_a_token_adopted_at_start_up_is_not_read_again_before_its_next_wri
             if CountingFileStore.writes >= 1:
                 break
             await asyncio.sleep(0.05)
-        reads_before_write = CountingFileStore.reads
+        reads_before_write = CountingFileStore.reads - adoption_reads
         for _ in range(200):  # ... and the read-back that write plans (3.2 s later)
-            if CountingFileStore.reads > reads_before_write:
+            if CountingFileStore.reads - adoption_reads > reads_before_write:
                 break
             await asyncio.sleep(0.05)
-        reads_after_write = CountingFileStore.reads
+        reads_after_write = CountingFileStore.reads - adoption_reads
     finally:
         await engine.stop()
     assert CountingFileStore.writes >= 1
     assert reads_before_write == 0, f"{reads_before_write} read-backs between adoption and the first write"
     assert reads_after_write >= 1, "the first write planned no read-back"
+
+
+async def test_read_backs_due_together_are_read_together(
+    oidc8: OidcServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve credentials minted together at start-up fall due for their read-back together: the
+    engine reads them in a few batch reads (one thread hop each for the file store), not one each."""
+    n = 12
+    engine = _counting_engine(oidc8, tmp_path, monkeypatch, fail_reads=False, n=n)
+    await engine.start()
+    try:
+        for _ in range(100):  # the start-up mints: every target written
+            if CountingFileStore.writes >= n:
+                break
+            await asyncio.sleep(0.05)
+        at_start = len(CountingFileStore.batches)  # the adoption's reads (nothing there yet)
+        for _ in range(200):  # their read-backs, 3.2 s after the writes
+            if sum(CountingFileStore.batches[at_start:]) >= n:
+                break
+            await asyncio.sleep(0.05)
+        read_backs = CountingFileStore.batches[at_start:]
+    finally:
+        await engine.stop()
+    assert sum(read_backs) >= n, f"read-backs of {sum(read_backs)} targets in batches {read_backs}"
+    assert max(read_backs) >= 2 and len(read_backs) < sum(read_backs), f"batches {read_backs}"
