@@ -16,7 +16,7 @@ from apscheduler.triggers.base import BaseTrigger
 from syncd.schedule.copies import add_copies, add_copy
 from syncd.schedule.watchdog import PARKED, Lost, Plan, is_lost
 
-__all__ = ["UNBOUNDED_INSTANCES", "CredentialJobs", "Runner", "job_id"]
+__all__ = ["UNBOUNDED_INSTANCES", "CredentialJobs", "ParkAfterFiring", "Runner", "job_id"]
 
 #: APScheduler's per-job instance limit, set out of reach: the engine decides what runs.
 UNBOUNDED_INSTANCES = sys.maxsize
@@ -28,14 +28,14 @@ def job_id(name: str) -> str:
     return f"cred:{name}"
 
 
-class _ParkAfterFiring(BaseTrigger):  # type: ignore[misc]
-    """The trigger of a credential's job: the engine sets each next run; after firing, the job is parked."""
+class ParkAfterFiring(BaseTrigger):  # type: ignore[misc]
+    """The trigger of a job whose next run its owner sets: after firing, the job is parked (`PARKED`)."""
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         return now + PARKED
 
     def __str__(self) -> str:
-        return "armed by the engine"
+        return "armed by its owner"
 
 
 class CredentialJobs:
@@ -51,7 +51,7 @@ class CredentialJobs:
         self._store = "syncd:" + prefix.rstrip(":")
         with contextlib.suppress(ValueError):  # the scheduler has it already (another CredentialJobs of this prefix)
             scheduler.add_jobstore(MemoryJobStore(), self._store)
-        self._trigger = _ParkAfterFiring()
+        self._trigger = ParkAfterFiring()
         self._planned: dict[str, float] = {}
         self._tz: tzinfo = UTC
         self._template: Job | None = None  # the first job added, validated by APScheduler (see add_copy)

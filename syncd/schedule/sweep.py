@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.base import BaseTrigger
 
-from syncd.schedule.jobs import UNBOUNDED_INSTANCES
+from syncd.schedule.jobs import UNBOUNDED_INSTANCES, ParkAfterFiring
 from syncd.schedule.watchdog import PARKED
 
 __all__ = ["SWEEP_GAP", "SWEEP_LIMIT", "Sweep"]
@@ -38,16 +37,6 @@ SWEEP_GAP = 0.25
 SWEEP_LIMIT = 4096
 
 SweepRun = Callable[[list[str]], Awaitable[None]]
-
-
-class _Parked(BaseTrigger):  # type: ignore[misc]
-    """After each fire the job waits far ahead until `Sweep` moves it to the next due time."""
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        return now + PARKED
-
-    def __str__(self) -> str:
-        return "moved by the sweep"
 
 
 class Sweep:
@@ -76,7 +65,7 @@ class Sweep:
         self._running = False
         scheduler.add_job(
             self._fire,
-            _Parked(),
+            ParkAfterFiring(),
             id=job_id,
             next_run_time=datetime.now(UTC) + PARKED,
             misfire_grace_time=None,
