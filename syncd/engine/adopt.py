@@ -81,7 +81,9 @@ async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list
             for _ in range(held):
                 await in_flight.acquire()
         try:
-            got = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
+            got: list[ReadResult] = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
+        except Exception as exc:  # a batch that fails as a whole is each of its items' failure, no one else's
+            got = [exc] * len(batch)
         finally:
             for _ in range(held):
                 in_flight.release()

@@ -196,21 +196,21 @@ class Engine:
                 continue
             st.verifying = True
             ready.append(st)
+        lost: list[CredentialState] = []
         try:
             lost = await self.rotation.verify_many(ready)
         finally:
+            # A read-back that was not due when the sweep took it (its target does not hold the held
+            # token, or that token expired) keeps its past verify_at: planned at that time, it would be
+            # taken at every fire, over and over (seen at 100,000 credentials in start-up).
+            after = self.clock() + verify.MIN_VERIFY_GAP
             for st in ready:
                 st.verifying = False
+                if self.credentials.get(st.name) is st:
+                    self._schedule_verify(st, not_before=after)
         for st in lost:
             if not st.running and self.credentials.get(st.name) is st:
                 self._schedule(st)  # a target lost its token: the run writes it again now
-        # A read-back that was not due when the sweep took it (its target does not hold the held token,
-        # or that token expired) keeps its past verify_at: planned at that time, it would be taken at
-        # every fire, over and over (seen at 100,000 credentials in start-up).
-        after = self.clock() + verify.MIN_VERIFY_GAP
-        for st in ready:
-            if self.credentials.get(st.name) is st:
-                self._schedule_verify(st, not_before=after)
 
     # ------------------------------------------------------------------ start
 

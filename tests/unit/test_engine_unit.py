@@ -272,3 +272,33 @@ def test_a_replaced_token_is_redacted_until_it_expires_then_forgotten(tmp_path):
     assert known(4), "still valid as the token handed out again"
     assert not known(5) and known(6)
     assert not known(3), f"valid, but beyond the last {engine_mod.RETAINED_TOKENS} replaced"
+
+
+async def test_a_sweep_whose_reads_fail_whole_still_plans_the_next_read_back(tmp_path, monkeypatch):
+    """The read-back sweep takes many credentials at once: if its reading raises (a bug; the reads
+    replaced in-process here), every credential it took must keep a planned read-back, and none
+    may stay marked as being read (which would skip it for good)."""
+    from syncd.schedule import LoopScheduler, Sweep
+
+    engine = Engine(_config(tmp_path))
+    engine.setup()
+    st = engine.credentials["calm"]
+    now = time.time()
+    st.token = _payload("calm-token-0123456789abcdef", now, lifetime=600.0)
+    ts = st.targets[0]
+    ts.stored_fingerprint, ts.stored_expires_at, ts.verify_at = st.token.fingerprint, st.token.expires_at, now - 1
+    scheduler = LoopScheduler()
+    scheduler.start(paused=True)
+    engine.readbacks = Sweep(scheduler, engine._read_back, job_id="t", clock=time.time)
+
+    async def broken(states):
+        raise RuntimeError("reading broke")
+
+    monkeypatch.setattr(engine.rotation, "verify_many", broken)
+    try:
+        with pytest.raises(RuntimeError):
+            await engine._read_back(["calm"])
+        assert not st.verifying
+        assert engine.readbacks.planned("calm") is not None
+    finally:
+        scheduler.shutdown(wait=False)
