@@ -7,7 +7,7 @@ step as the daemon holds it, and takes a tracemalloc snapshot after each step:
 * engine state: ``Engine.setup`` (stores, one ``CredentialState`` and its targets per credential);
 * Prometheus series: every per-credential series the daemon keeps (``init_credential`` and the
   gauges a rotation sets), as one credential shows them after its first good run;
-* scheduler jobs: one run job and one read-back job per credential, as the engine keeps them;
+* scheduler: one run job per credential and its planned read-back (`Sweep`), as the engine keeps them;
 * held token: the ``TokenPayload`` of a ~1 KB JWT per credential.
 
 Each step's growth is divided by N (KiB per credential) and split by the file that allocated it,
@@ -173,7 +173,7 @@ async def _measure(n: int, frames: int, rss: bool) -> dict[str, Any]:
         st.token = None
     steps.done("Prometheus series")
     sched = arm_jobs_as_the_engine_does(engine)
-    steps.done("scheduler jobs (run + read-back)")
+    steps.done("scheduler (run job, read-back plan)")
     for i, st in enumerate(engine.credentials.values()):
         st.token = TokenPayload(st.name, _secret(_jwt(i)), now, now + 1200, now + 600)
     steps.done("held token (~1 KB JWT)")

@@ -312,7 +312,7 @@ def memory_per_credential(n: int) -> dict[str, float]:
         sched = arm_jobs_as_the_engine_does(engine)
         nonlocal step
         now = tracemalloc.get_traced_memory()[0]
-        out["APScheduler jobs (run + read-back)"] = (now - step) / n
+        out["APScheduler (run job, read-back plan)"] = (now - step) / n
         step = now
         sched.shutdown(wait=False)
 

@@ -1,8 +1,8 @@
 """What one /metrics scrape costs at N credentials: wall per scrape and the longest event-loop stall.
 
 Builds N one-target file-store credentials' worth of daemon state in this process as
-bench/memory.py does (config, engine state, every per-credential series, one run and one
-read-back job per credential, a held ~1 KB token each), so the heap a garbage collection walks
+bench/memory.py does (config, engine state, every per-credential series, one run job and a
+planned read-back per credential, a held ~1 KB token each), so the heap a garbage collection walks
 is the daemon's. It then serves that engine with ``syncd.server.HttpServer`` on 127.0.0.1 and
 scrapes it from a separate client process (its reads must not take the GIL from the server's
 loop), one scrape at a time over one keep-alive connection, as Prometheus does.
