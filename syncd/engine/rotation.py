@@ -66,7 +66,7 @@ class Rotation:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng
-        self._readback_planned = readback_planned  # arms the credential's read-back job (the scheduler's)
+        self._readback_planned = readback_planned  # plans the credential's read-back (the engine's sweep)
 
     # ------------------------------------------------------------------ the run
 

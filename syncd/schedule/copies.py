@@ -33,7 +33,7 @@ def _copy(template: Job, job: str, args: list[object], run_at: datetime) -> Job:
     copy = Job.__new__(Job)
     for field in _JOB_FIELDS:
         setattr(copy, field, getattr(template, field))
-    # kwargs stays the template's empty dict, shared (64 bytes a job, two jobs a credential):
+    # kwargs stays the template's empty dict, shared (64 bytes a job, a job per credential):
     # APScheduler only unpacks it, and a change to a job's kwargs replaces the dict.
     copy.id, copy.args, copy.next_run_time = job, tuple(args), run_at
     return copy
