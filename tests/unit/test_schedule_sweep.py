@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 
 import pytest
@@ -21,6 +23,17 @@ class _Clock:
 
 async def _never(names: list[str]) -> None:
     raise AssertionError(f"nothing is due here ({names})")
+
+
+@contextlib.asynccontextmanager
+async def _running(run: Callable[[list[str]], Awaitable[None]], gap: float) -> AsyncIterator[Sweep]:
+    """A sweep on a started scheduler, shut down when the block ends."""
+    scheduler = LoopScheduler(timezone=UTC)
+    scheduler.start()
+    try:
+        yield Sweep(scheduler, run, job_id="t", clock=time.time, gap=gap)
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 def _paused() -> LoopScheduler:
@@ -106,18 +119,13 @@ async def test_names_due_within_a_gap_of_the_last_fire_are_handed_over_together(
         if sum(len(n) for _, n in calls) == 4:
             done.set()
 
-    scheduler = LoopScheduler(timezone=UTC)
-    scheduler.start()
-    try:
-        sweep = Sweep(scheduler, run, job_id="t", clock=time.time, gap=0.2)
+    async with _running(run, gap=0.2) as sweep:
         now = time.time()
         sweep.arm("first", now)
         sweep.arm("b", now + 0.01)
         sweep.arm("c", now + 0.02)
         sweep.arm("alone", now + 0.8)
         await asyncio.wait_for(done.wait(), 5)
-    finally:
-        scheduler.shutdown(wait=False)
     assert [names for _, names in calls] == [["first"], ["b", "c"], ["alone"]]
     assert calls[1][0] >= calls[0][0] + 0.2 - 0.01  # APScheduler's clock rounds to the microsecond
     assert calls[2][0] >= now + 0.8 - 0.01
@@ -134,16 +142,11 @@ async def test_a_run_that_fails_still_moves_the_job_to_what_is_left():
             raise RuntimeError("the first sweep fails")
         second.set()
 
-    scheduler = LoopScheduler(timezone=UTC)
-    scheduler.start()
-    try:
-        sweep = Sweep(scheduler, run, job_id="t", clock=time.time, gap=0.05)
+    async with _running(run, gap=0.05) as sweep:
         now = time.time()
         sweep.arm("first", now)
         sweep.arm("second", now + 0.3)
         await asyncio.wait_for(second.wait(), 5)
-    finally:
-        scheduler.shutdown(wait=False)
     assert calls == [["first"], ["second"]]
 
 
@@ -151,23 +154,18 @@ async def test_a_name_armed_while_a_sweep_runs_is_taken_by_the_next_one():
     """Arming inside the run (the engine plans the next read-back as it reads) must not be lost."""
     calls: list[list[str]] = []
     done = asyncio.Event()
-    sweep: Sweep | None = None
+    holder: list[Sweep] = []
 
     async def run(names: list[str]) -> None:
         calls.append(names)
-        assert sweep is not None
         if names == ["first"]:
-            sweep.arm("again", time.time())  # already due: taken one gap later
+            holder[0].arm("again", time.time())  # already due: taken one gap later
             await asyncio.sleep(0.01)
         else:
             done.set()
 
-    scheduler = LoopScheduler(timezone=UTC)
-    scheduler.start()
-    try:
-        sweep = Sweep(scheduler, run, job_id="t", clock=time.time, gap=0.05)
+    async with _running(run, gap=0.05) as sweep:
+        holder.append(sweep)
         sweep.arm("first", time.time())
         await asyncio.wait_for(done.wait(), 5)
-    finally:
-        scheduler.shutdown(wait=False)
     assert calls == [["first"], ["again"]]
