@@ -43,12 +43,13 @@ FRAMES = 8  # deep enough to name the syncd frame behind an allocation inside a 
 def arm_jobs_as_the_engine_does(engine: Any) -> Any:
     """A paused scheduler holding one job per credential for its runs and a planned read-back each
     (`Sweep`), an hour out."""
-    from syncd.schedule import CredentialJobs, LoopScheduler, Sweep  # imported late, as every syncd module here
+    from syncd.schedule import CredentialJobs, LoopScheduler  # imported late, as every syncd module here
 
     sched = LoopScheduler(timezone=UTC)
     sched.start(paused=True)
     runs = CredentialJobs(sched, engine.run_credential)
-    reads = Sweep(sched, engine._read_back, job_id="syncd:readbacks", clock=time.time)  # its job holds it
+    engine.readbacks.start(sched)  # the sweep's job holds it
+    reads = engine.readbacks.sweep
     far = time.time() + 3600
     for name in engine.credentials:
         runs.arm(name, far)

@@ -131,8 +131,14 @@ async def target_problem(
     if custom is not None:
         reason: str | None = await custom(key, payload, target=target)
         return reason
-    stored = await store.read(key, target=target)
-    return judge(stored, payload, implausible(stored) if stored is not None else None)
+    return judge_read(await store.read(key, target=target), payload, implausible)
+
+
+def judge_read(
+    stored: TokenPayload | None, ours: TokenPayload, implausible: Callable[[TokenPayload], str | None]
+) -> str | None:
+    """`judge` a target's read: ``implausible`` is asked only about a payload that is there."""
+    return judge(stored, ours, implausible(stored) if stored is not None else None)
 
 
 __all__ = [
@@ -140,6 +146,7 @@ __all__ = [
     "MIN_VERIFY_GAP",
     "RETRY_BEFORE_FRACTION",
     "judge",
+    "judge_read",
     "lost_by_error",
     "next_after_check",
     "next_after_failure",

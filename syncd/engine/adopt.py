@@ -5,7 +5,7 @@ targets and adopts a stored token that is still fresh, so restarting a daemon wi
 10,000 credentials does not stampede the IdP. A stored token that is valid but due
 is held too, and served while the first mint is attempted.
 
-At start-up every target is read in batches per store (``syncd.stores.batch``: one thread
+At start-up every target is read in batches per store (`syncd.engine.reads`: one thread
 hop for 500 files, BatchGetSecretValue for 20 secrets), ``startup_concurrency`` reads in
 flight at most, then each credential judges what its targets hold.
 """
@@ -18,19 +18,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from syncd import logs, policy
+from syncd.engine.reads import read_targets
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload, to_rfc3339
-from syncd.stores import batch as batching
-from syncd.stores.batch import ReadResult, read_many
 
 if TYPE_CHECKING:  # rotation imports takeover, which judges stored payloads with `trusted` here
     from syncd.engine.rotation import Rotation
 
 log = logs.get_logger("syncd.engine")
 
-
-#: Targets of one store read together (Secrets Manager's BatchGetSecretValue takes 20 ids).
-BATCH = 20
 
 #: Credentials judged (or scheduled, `Engine._start_credentials`) between two turns of the event
 #: loop: 10,000 credentials are seconds of CPU, which /livez, /metrics and the heartbeats must not
@@ -53,45 +49,6 @@ async def adopt_all(rotation: Rotation, states: Sequence[CredentialState], concu
         if i and i % YIELD_EVERY == 0:
             await asyncio.sleep(0)
         adopt_found(rotation, st, found.get(id(st), []), judge_log)
-
-
-async def read_targets(targets: Sequence[TargetState], concurrency: int) -> list[ReadResult]:
-    """Each target's read result, in order, ``concurrency`` reads in flight at most.
-
-    A store with ``read_many`` gets batches (`syncd.stores.batch.batch_size`); any other one
-    read by one, as many in flight as allowed (a batch would only make each read wait for its
-    slowest). A batch holds one permit per item, or all of them when it is larger (`permits`).
-    """
-    by_store: dict[int, list[int]] = defaultdict(list)
-    for i, ts in enumerate(targets):
-        by_store[id(ts.store)].append(i)
-    limit = max(1, concurrency)
-    batches: list[list[int]] = []
-    for idx in by_store.values():
-        size = batching.batch_size(targets[idx[0]].store, limit)
-        batches += [idx[k : k + size] for k in range(0, len(idx), size)]
-    results: list[ReadResult] = [None] * len(targets)
-    in_flight = asyncio.Semaphore(limit)
-    gate = asyncio.Lock()  # one batch gathers its permits at a time, or two could each hold half
-
-    async def run(batch: list[int]) -> None:
-        store = targets[batch[0]].store
-        held = batching.permits(len(batch), limit)
-        async with gate:
-            for _ in range(held):
-                await in_flight.acquire()
-        try:
-            got: list[ReadResult] = await read_many(store, [(targets[i].cfg.key, targets[i].cfg) for i in batch])
-        except Exception as exc:  # a batch that fails as a whole is each of its items' failure, no one else's
-            got = [exc] * len(batch)
-        finally:
-            for _ in range(held):
-                in_flight.release()
-        for i, result in zip(batch, got, strict=True):
-            results[i] = result
-
-    await asyncio.gather(*(run(b) for b in batches))
-    return results
 
 
 def trusted(rotation: Rotation, st: CredentialState, ts: TargetState, payload: TokenPayload) -> bool:

@@ -3,7 +3,8 @@
 One APScheduler job per credential, armed for the next run (`decide.next_run`) after
 every run (``syncd.schedule`` owns the jobs, and a watchdog on the heartbeat re-arms a
 credential left without one). What a run does is `syncd.engine.rotation`'s; what a
-credential adopts at start-up, `syncd.engine.adopt`'s.
+credential adopts at start-up, `syncd.engine.adopt`'s; when targets are read back between
+runs, `syncd.engine.readback_sweep`'s.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from syncd import heap, identity, logs, replicas, schedule, verify
+from syncd import heap, identity, logs, replicas, schedule
 from syncd.config import Config, CredentialConfig, StoreConfig
 from syncd.engine import decide, drain, once, reload, report, takeover
 from syncd.engine.adopt import YIELD_EVERY, adopt_all
 from syncd.engine.minting import HttpClients, Minter
 from syncd.engine.plan import plan_findings
+from syncd.engine.readback_sweep import ReadBackSweep
 from syncd.engine.rotation import Rotation
 from syncd.engine.state import CredentialState, RunReport
 from syncd.metrics import Metrics
@@ -57,7 +59,6 @@ class Engine:
         self.credentials: dict[str, CredentialState] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self.jobs: schedule.CredentialJobs | None = None
-        self.readbacks: schedule.Sweep | None = None  # read-backs between runs: their times, one job
         self.watchdog_grace = schedule.WATCHDOG_GRACE
         self._watch_rounds: schedule.Rounds[tuple[str, CredentialState]] = schedule.Rounds(schedule.WATCHDOG_PASS_BEATS)
         self._stopping = False
@@ -65,6 +66,13 @@ class Engine:
         self.loop_heartbeat = clock()
         self.scheduler_heartbeat = clock()
         self._heartbeat_task: asyncio.Task[None] | None = None
+        # Read-backs between runs. The rotation (built next, as it plans them) is looked up at each fire.
+        self.readbacks = ReadBackSweep(
+            self.credentials,
+            verify_many=lambda states: self.rotation.verify_many(states),  # noqa: PLW0108  (late-bound)
+            rewrite=self._schedule,
+            clock=clock,
+        )
         # The settings are read at each use: a reload replaces self.config.
         self.minter = Minter(
             settings=self._settings, http_client=self.http_client, metrics=self.metrics, clock=clock, rng=self.rng
@@ -75,7 +83,7 @@ class Engine:
             metrics=self.metrics,
             clock=clock,
             rng=self.rng,
-            readback_planned=self._schedule_verify,
+            readback_planned=self.readbacks.plan,
         )
 
     def _settings(self) -> Config:
@@ -161,56 +169,13 @@ class Engine:
     def _remove_job(self, name: str) -> None:
         if self.jobs is not None:
             self.jobs.cancel(name)
-        if self.readbacks is not None:
-            self.readbacks.cancel(name)
+        self.readbacks.cancel(name)
 
     def _set_token(self, st: CredentialState, payload: TokenPayload) -> None:
         self.rotation.set_token(st, payload)
 
     def _publish(self, st: CredentialState) -> None:
         report.publish(self.metrics, st)
-
-    # ------------------------------------------------------------------ read-back between runs
-
-    def _schedule_verify(self, st: CredentialState, not_before: float = 0.0) -> None:
-        """Plan the credential's next read-back (`schedule.Sweep`); its runs and next_refresh stay the refresh's."""
-        due = [ts.verify_at for ts in st.targets if ts.verify_at is not None]
-        if self.readbacks is None or self._stopping or not due:
-            return
-        # The sweep plans it again after reading; st.verifying keeps one credential's reads serial.
-        self.readbacks.arm(st.name, max(min(due), not_before))
-
-    async def _read_back(self, names: list[str]) -> None:
-        """The sweep's fire: read back every due target of these credentials, together."""
-        now = self.clock()
-        ready: list[CredentialState] = []
-        for name in names:
-            st = self.credentials.get(name)
-            if st is None or self._stopping or st.verifying:
-                continue  # a read-back in progress plans the next one when it is done
-            if st.running:  # a run is writing: read back a little later, not in the middle of it
-                for ts in st.targets:
-                    if ts.verify_at is not None:
-                        ts.verify_at = max(ts.verify_at, now + verify.MIN_VERIFY_GAP)
-                self._schedule_verify(st, not_before=now + verify.MIN_VERIFY_GAP)
-                continue
-            st.verifying = True
-            ready.append(st)
-        lost: list[CredentialState] = []
-        try:
-            lost = await self.rotation.verify_many(ready)
-        finally:
-            # A read-back that was not due when the sweep took it (its target does not hold the held
-            # token, or that token expired) keeps its past verify_at: planned at that time, it would be
-            # taken at every fire, over and over (seen at 100,000 credentials in start-up).
-            after = self.clock() + verify.MIN_VERIFY_GAP
-            for st in ready:
-                st.verifying = False
-                if self.credentials.get(st.name) is st:
-                    self._schedule_verify(st, not_before=after)
-        for st in lost:
-            if not st.running and self.credentials.get(st.name) is st:
-                self._schedule(st)  # a target lost its token: the run writes it again now
 
     # ------------------------------------------------------------------ start
 
@@ -222,7 +187,7 @@ class Engine:
         self.scheduler = schedule.LoopScheduler(timezone=UTC, job_defaults=defaults)
         self.scheduler.start()
         self.jobs = schedule.CredentialJobs(self.scheduler, self.run_credential)
-        self.readbacks = schedule.Sweep(self.scheduler, self._read_back, job_id="syncd:readbacks", clock=self.clock)
+        self.readbacks.start(self.scheduler)
         # Unbounded for the race `syncd.schedule` describes: a loop stall right after a beat was
         # handed over finds the next one due while the last still counts as running, and
         # APScheduler would skip it with a warning. `_beat` never awaits, so beats cannot overlap.
@@ -371,7 +336,7 @@ class Engine:
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Stop scheduling, let in-flight runs finish (bounded), close clients."""
-        self._stopping = True
+        self._stopping = self.readbacks.stopping = True
         bound = self.config.daemon.drain_timeout if drain_timeout is None else drain_timeout
         # Pause, not shutdown: APScheduler's AsyncIOExecutor.shutdown() cancels running jobs,
         # which would cut every in-flight write short instead of letting it finish.

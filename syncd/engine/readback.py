@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from syncd import logs, verify
 from syncd.engine import decide
-from syncd.engine.adopt import read_targets
+from syncd.engine.reads import read_targets
 from syncd.engine.state import CredentialState, TargetState
 from syncd.payload import TokenPayload
 
@@ -91,8 +92,8 @@ async def _problems(work: list[Work], implausible: Implausible) -> list[str | Ex
             st, _, token = work[i]
             if isinstance(got, Exception):
                 outcomes[i] = got
-            else:  # what `verify.target_problem` makes of a read
-                outcomes[i] = verify.judge(got, token, implausible(st, got) if got is not None else None)
+            else:
+                outcomes[i] = verify.judge_read(got, token, partial(implausible, st))
     if custom:
         slots = asyncio.Semaphore(IN_FLIGHT)
 
@@ -101,7 +102,7 @@ async def _problems(work: list[Work], implausible: Implausible) -> list[str | Ex
             async with slots:
                 try:
                     outcomes[i] = await verify.target_problem(
-                        ts.store, ts.cfg.key, ts.cfg, token, lambda p: implausible(st, p)
+                        ts.store, ts.cfg.key, ts.cfg, token, partial(implausible, st)
                     )
                 except Exception as exc:  # one target's failure is that target's outcome
                     outcomes[i] = exc

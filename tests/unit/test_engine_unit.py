@@ -278,7 +278,7 @@ async def test_a_sweep_whose_reads_fail_whole_still_plans_the_next_read_back(tmp
     """The read-back sweep takes many credentials at once: if its reading raises (a bug; the reads
     replaced in-process here), every credential it took must keep a planned read-back, and none
     may stay marked as being read (which would skip it for good)."""
-    from syncd.schedule import LoopScheduler, Sweep
+    from syncd.schedule import LoopScheduler
 
     engine = Engine(_config(tmp_path))
     engine.setup()
@@ -289,7 +289,7 @@ async def test_a_sweep_whose_reads_fail_whole_still_plans_the_next_read_back(tmp
     ts.stored_fingerprint, ts.stored_expires_at, ts.verify_at = st.token.fingerprint, st.token.expires_at, now - 1
     scheduler = LoopScheduler()
     scheduler.start(paused=True)
-    engine.readbacks = Sweep(scheduler, engine._read_back, job_id="t", clock=time.time)
+    engine.readbacks.start(scheduler)
 
     async def broken(states):
         raise RuntimeError("reading broke")
@@ -297,8 +297,8 @@ async def test_a_sweep_whose_reads_fail_whole_still_plans_the_next_read_back(tmp
     monkeypatch.setattr(engine.rotation, "verify_many", broken)
     try:
         with pytest.raises(RuntimeError):
-            await engine._read_back(["calm"])
+            await engine.readbacks.fire(["calm"])
         assert not st.verifying
-        assert engine.readbacks.planned("calm") is not None
+        assert engine.readbacks.sweep is not None and engine.readbacks.sweep.planned("calm") is not None
     finally:
         scheduler.shutdown(wait=False)

@@ -1,4 +1,4 @@
-"""How start-up adoption splits its reads (`adopt.read_targets`, `syncd.stores.batch`).
+"""How many targets are read together (`syncd.engine.reads.read_targets`, `syncd.stores.batch`): start-up adoption and the read-back sweep.
 
 The stores here are in-process recorders, not stores: what is under test is the batching
 and the bound on reads in flight, which a real store cannot show (each integration test in
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from syncd.engine import adopt
+from syncd.engine import reads
 from syncd.stores import batch
 
 
@@ -76,7 +76,7 @@ def _targets(store: _Recorder, n: int) -> list[Any]:
 )
 async def test_batches_keep_order_and_the_bound(store_type: type[_Recorder], n: int, limit: int, sizes: list[int]):
     store = store_type("s")
-    results = await adopt.read_targets(_targets(store, n), limit)
+    results = await reads.read_targets(_targets(store, n), limit)
     assert results == [f"s:k{i:04d}" for i in range(n)]
     assert sorted(map(len, store.batches), reverse=True) == sorted(sizes, reverse=True)
     assert store.most_in_flight <= limit
@@ -98,7 +98,7 @@ async def test_serial_batches_run_one_at_a_time_beside_other_stores():
 
     _Serial._reading = watched  # type: ignore[method-assign]
     try:
-        results = await adopt.read_targets(targets, 64)
+        results = await reads.read_targets(targets, 64)
     finally:
         _Serial._reading = real  # type: ignore[method-assign]
     assert results[:700] == [f"a:k{i:04d}" for i in range(700)]
@@ -123,7 +123,7 @@ class _FailsWhole(_Together):
 
 
 async def test_a_batch_that_fails_whole_fails_its_items_only():
-    results = await adopt.read_targets(_targets(_FailsWhole("s"), 45), 64)
+    results = await reads.read_targets(_targets(_FailsWhole("s"), 45), 64)
     failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
     assert failed == list(range(20, 40))
     assert all(str(results[i]) == "the whole batch failed" for i in failed)
