@@ -239,3 +239,47 @@ def test_a_series_handle_kept_past_a_removal_brings_no_ghost_back():
     gauge.set(42.0)
     assert b'credential="gone"' not in m.render()
     assert held.value == 0.0
+
+
+# Where floatToGoString's branches meet: Go's exponent from 7 integer digits on (timestamps),
+# trailing zeros and the dot stripped from the mantissa, the signs, infinities and NaN.
+GO_FLOATS = [
+    *VALUES,
+    -0.0,
+    math.nan,
+    5e-324,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    999_999.9999,
+    1_000_000.0,
+    10_000_000.0,
+    1_764_585_000.0,
+    1_764_585_000.5,
+    12_345_678_901.25,
+    1e16,
+    0.1 + 0.2,
+    -1_764_585_000.123,
+]
+
+
+@pytest.mark.parametrize("value", GO_FLOATS, ids=repr)
+def test_a_value_is_written_as_generate_latest_writes_it(value: float) -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from syncd.exposition import value_bytes
+
+    assert value_bytes(value) == floatToGoString(value).encode()
+
+
+def test_random_values_are_written_as_generate_latest_writes_them() -> None:
+    """A seeded sweep over magnitudes and signs, beyond the table's hand-picked edges."""
+    import random
+
+    from prometheus_client.utils import floatToGoString
+
+    from syncd.exposition import value_bytes
+
+    rng = random.Random(16)
+    values = [rng.uniform(-1e12, 1e12) for _ in range(3000)] + [10 ** rng.uniform(-30, 30) for _ in range(3000)]
+    values += [float(rng.randint(0, 10**13)) for _ in range(1000)]
+    assert [v for v in values if value_bytes(v) != floatToGoString(v).encode()] == []

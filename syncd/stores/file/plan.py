@@ -43,7 +43,8 @@ def findings(
         )
     if with_directory:
         found.extend(directory_findings(name, directory))
-    parent = (directory / key).parent
+    # Strings, not Paths: this runs once per target at start-up (10,000 at 10,000 credentials).
+    parent = os.path.dirname(os.path.join(directory, key))
     existing = _nearest_existing(parent)
     if existing is not None and not os.access(existing, os.W_OK) and (existing == parent or config.create_directory):
         found.append(
@@ -86,10 +87,11 @@ def directory_findings(name: str, directory: Path) -> list[Finding]:
     return []
 
 
-def _nearest_existing(directory: Path) -> Path | None:
+def _nearest_existing(directory: str) -> str | None:
     """``directory`` or its nearest ancestor that exists (one stat when it exists, as it mostly does)."""
-    while not directory.exists():
-        if directory.parent == directory:
+    while not os.path.exists(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
             return None
-        directory = directory.parent
+        directory = parent
     return directory
