@@ -75,7 +75,12 @@ def add_targets(results: dict[str, Any], add: Add) -> None:
             STARTUP_S,
             fmt="{:.1f} s",
             note=f"spawn to `started`: config + setup {st.get('config_and_setup_s') or 0:.1f} s, "
-            f"adoption {st.get('adoption_s') or 0:.1f} s; adopted {st.get('adopted')}/{n}",
+            f"adoption {st.get('adoption_s') or 0:.1f} s; adopted {st.get('adopted')}/{n}"
+            + (
+                f"; the median of {len(st['each_s'])} start-ups: " + ", ".join(f"{x:.1f}" for x in st["each_s"]) + " s"
+                if st.get("each_s")
+                else ""
+            ),
         )
         add(
             f"... with 0 mints (IdP requests, {store})",

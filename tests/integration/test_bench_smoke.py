@@ -137,6 +137,9 @@ def test_smoke_run_completes_every_case_with_its_figures(tmp_path: Path) -> None
         for case in entry["startup"]:
             assert _number(case["rss_mb"]) and _number(case["startup"]["seconds"]), case
             assert case["startup"]["adopted"] == case["n"], f"{name}: adopted {case['startup']!r} of {case['n']}"
+        repeated = [case["startup"].get("each_s") for case in entry["startup"]]  # the target's size, started twice
+        assert [len(each) for each in repeated if each] == [2], f"{name}: repeated start-ups {repeated!r}"
+        assert all(case["idp_requests_after_settle"] == 0 for case in entry["startup"]), entry["startup"]
 
     several = bao["replicas"]  # one replica, then three sharing the config (bench/replicas.py)
     assert several and len(several["3"]["replicas"]) == 3, several
