@@ -96,12 +96,28 @@ class RequestCounter:
         self.seen.clear()
 
 
+class LoopCounter:
+    """The store's requests from the event loop (``aio.AioRequests._post``): its rotation writes."""
+
+    def __init__(self, store: VaultStore) -> None:
+        self.seen: list[tuple[str, str, int]] = []
+        aio = store._aio
+        post = aio._post
+
+        async def counted(session: Any, template: str, key: str, body: Any, headers: Any) -> tuple[int, Any]:
+            status, answer = await post(session, template, key, body, headers)
+            self.seen.append(("POST", aio._url(template, key).split("://", 1)[1].split("/", 1)[1], status))
+            return status, answer
+
+        aio._post = counted  # type: ignore[method-assign]
+
+
 async def test_kv2_json_round_trip_metadata_and_max_versions(openbao_session: OpenBaoServer, tmp_path: Path) -> None:
     bao = openbao_session
     mount = enable_kv(bao, 2)
     token_file = policy_token(bao, tmp_path, syncd_policy(mount))
     store = store_for(bao, mount, token_file, max_versions=3)
-    counter = RequestCounter(store)
+    counter, on_loop = RequestCounter(store), LoopCounter(store)
     root = bao.client()
     try:
         first = payload()
@@ -128,10 +144,12 @@ async def test_kv2_json_round_trip_metadata_and_max_versions(openbao_session: Op
         for _ in range(5):
             latest = payload()
             assert (await store.write("vgs/calm", latest)).written
-        # Steady state: one data POST (with cas) and one metadata POST per rotation, nothing else.
-        assert [(m, p) for m, p, _ in counter.seen] == [
-            ("POST", f"/v1/{mount}/data/vgs/calm"),
-            ("POST", f"/v1/{mount}/metadata/vgs/calm"),
+        # Steady state: one data POST (with cas) and one metadata POST per rotation, nothing else, both
+        # from the event loop (aio.py); the first write looked the path up through hvac.
+        assert counter.seen == []
+        assert [("/" + p, status) for _, p, status in on_loop.seen] == [
+            (f"/v1/{mount}/data/vgs/calm", 200),
+            (f"/v1/{mount}/metadata/vgs/calm", 204),
         ] * 5
         meta = root.secrets.kv.v2.read_secret_metadata(path="vgs/calm", mount_point=mount)["data"]
         assert meta["current_version"] == 6
@@ -230,6 +248,100 @@ async def test_policy_without_update_names_capability_and_path(openbao_session: 
         assert f'path "{mount}/data/vgs/calm" {{ capabilities = ["update"] }}' in msg
         assert "The token is valid (policies: " in msg
         assert token_file.read_text().strip() not in msg
+    finally:
+        await store.aclose()
+
+
+async def test_a_plain_write_vault_refuses_is_the_hvac_paths_to_resolve(
+    openbao_session: OpenBaoServer, tmp_path: Path
+) -> None:
+    """A rotation's write goes from the event loop only while Vault answers it plainly: a check-and-set
+    conflict (another writer was there) is handed to the hvac path, which looks the path up and adopts
+    the fresher token, exactly as before; the store then writes from the loop again."""
+    bao = openbao_session
+    mount = enable_kv(bao, 2)
+    token_file = policy_token(bao, tmp_path, syncd_policy(mount))
+    a, b = store_for(bao, mount, token_file), store_for(bao, mount, token_file)
+    hvac_b, loop_b = RequestCounter(b), LoopCounter(b)
+    data = f"{mount}/data/vgs/calm"
+    try:
+        await b.write("vgs/calm", payload(life=100))  # b knows version 1
+        fresher = payload(life=600)
+        await a.write("vgs/calm", fresher)  # version 2, behind b's back
+        hvac_b.clear()
+        r = await b.write("vgs/calm", payload(life=300))
+        assert [(p, status) for _, p, status in loop_b.seen] == [(f"v1/{data}", 400)]  # cas refused
+        assert ("GET", f"/v1/{data}", 200) in hvac_b.seen  # the hvac path looked it up
+        assert not r.written and r.adopted is not None and r.adopted.fingerprint == fresher.fingerprint
+
+        loop_b.seen.clear()
+        hvac_b.clear()
+        newest = payload(life=900)
+        r = await b.write("vgs/calm", newest)  # b's version is current again: a plain write from the loop
+        assert r.written and r.version == "3" and hvac_b.seen == []
+        assert [status for *_, status in loop_b.seen] == [200, 204]
+        meta = bao.client().secrets.kv.v2.read_secret_metadata(path="vgs/calm", mount_point=mount)["data"]
+        assert meta["current_version"] == 3 and meta["custom_metadata"]["fingerprint"] == newest.fingerprint
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_data_written_from_the_loop_and_metadata_refused_is_not_written_twice(
+    openbao_session: OpenBaoServer, tmp_path: Path
+) -> None:
+    """The data request lands, the metadata request is denied: the hvac path takes over knowing the data
+    is there, so it retries only the metadata (no second version of the same token) and reports the
+    denial with the capability and path to grant."""
+    bao = openbao_session
+    mount = enable_kv(bao, 2)
+    no_metadata_update = (
+        f'path "{mount}/data/vgs/*" {{ capabilities = ["create", "update", "read"] }}\n'
+        f'path "{mount}/metadata/vgs/*" {{ capabilities = ["create"] }}\n'
+    )
+    store = store_for(bao, mount, policy_token(bao, tmp_path, no_metadata_update))
+    hvac_requests, on_loop = RequestCounter(store), LoopCounter(store)
+    root = bao.client()
+    try:
+        with pytest.raises(FatalStoreError):
+            await store.write("vgs/calm", payload())  # version 1; its metadata (an update by now) is refused
+        hvac_requests.clear()
+        second = payload()
+        with pytest.raises(FatalStoreError) as info:
+            await store.write("vgs/calm", second)
+        assert [status for *_, status in on_loop.seen] == [200, 403]  # data landed, metadata denied
+        assert [(m, p) for m, p, _ in hvac_requests.seen if "/data/" in p] == []  # the data is not sent again
+        assert f"{mount}/metadata/vgs/calm" in info.value.message
+        meta = root.secrets.kv.v2.read_secret_metadata(path="vgs/calm", mount_point=mount)["data"]
+        assert meta["current_version"] == 2
+        stored = root.secrets.kv.v2.read_secret_version(
+            path="vgs/calm", mount_point=mount, raise_on_deleted_version=True
+        )
+        assert stored["data"]["data"]["fingerprint"] == second.fingerprint
+    finally:
+        await store.aclose()
+
+
+async def test_a_denied_plain_write_logs_in_again_through_hvac(openbao_session: OpenBaoServer, tmp_path: Path) -> None:
+    """The store's token is revoked between two rotations and a new one is put in its token file: the
+    write from the loop is denied, the hvac path logs in again with the file's new token and writes."""
+    bao = openbao_session
+    mount = enable_kv(bao, 2)
+    policy = syncd_policy(mount)
+    token_file = policy_token(bao, tmp_path, policy)
+    store = store_for(bao, mount, token_file)
+    on_loop = LoopCounter(store)
+    root = bao.client()
+    try:
+        await store.write("vgs/calm", payload())
+        root.auth.token.revoke(token_file.read_text().strip())
+        token_file.write_text(policy_token(bao, tmp_path, policy).read_text())
+        latest = payload()
+        r = await store.write("vgs/calm", latest)
+        assert r.written and r.version == "2"
+        assert [status for *_, status in on_loop.seen] == [403]
+        meta = root.secrets.kv.v2.read_secret_metadata(path="vgs/calm", mount_point=mount)["data"]
+        assert meta["custom_metadata"]["fingerprint"] == latest.fingerprint
     finally:
         await store.aclose()
 

@@ -218,7 +218,7 @@ class KvPaths:
     def _write_metadata(self, key: str, payload: TokenPayload, state: PathState) -> None:
         path = self.metadata_path(key)
         op = Op("write metadata of", path, ("update",) if state.exists else ("create", "update"))
-        body = {"max_versions": self.max_versions, "custom_metadata": custom_metadata_for(payload)}
+        body = self.metadata_body(payload)
         # Not hvac's update_metadata: it always sends delete_version_after="0s", which would clear an
         # operator's per-path setting at every rotation. Only the two fields syncd owns are sent.
         url = hvac.utils.format_url("/v1/{mount}/metadata/{path}", mount=self.mount, path=key)
@@ -291,10 +291,7 @@ class KvPaths:
                     f"from {self._ctx.where} (is something other than Vault answering at that address?)",
                     code="bad_response",
                 )
-            state.version = version
-            state.exists = True
-            state.written_fingerprint = payload.fingerprint
-            state.metadata_fingerprint = None
+            self.data_written(key, payload, version)
             self._write_metadata(key, payload, state)
             return WriteResult(written=True, version=str(version), location=location)
         raise TransientStoreError(
@@ -302,6 +299,36 @@ class KvPaths:
             "keeps changing it; retrying with backoff",
             code="cas_conflict",
         )
+
+    # ------------------------------------------------------------------ the plain write, sent by .aio
+
+    def plain_write(self, key: str, payload: TokenPayload, fmt: str) -> tuple[int, dict[str, Any]] | None:
+        """The data write's ``cas`` and body when writing ``payload`` is the plain case, else None.
+
+        Plain: KV v2, the mount checked, the path's current version known (from the last write
+        or read) and this token not written there yet. Then :meth:`write` would send just this
+        request and the metadata's; anything else (the first write, a lookup, a metadata write
+        left to finish) is :meth:`write`'s alone.
+        """
+        if self.kv_version != 2 or not self._mount_checked:
+            return None
+        state = self._paths.get(key)
+        if state is None or state.version is None or state.written_fingerprint == payload.fingerprint:
+            return None
+        return state.version, {"options": {"cas": state.version}, "data": data_document(payload, fmt, 2)}
+
+    def data_written(self, key: str, payload: TokenPayload, version: int) -> None:
+        """The plain data write was answered with KV ``version``: what :meth:`_write_v2` records then."""
+        state = self._path_state(key)
+        state.version, state.exists = version, True
+        state.written_fingerprint, state.metadata_fingerprint = payload.fingerprint, None
+
+    def metadata_body(self, payload: TokenPayload) -> dict[str, Any]:
+        """The metadata write's body: only the two fields syncd owns (see :meth:`_write_metadata`)."""
+        return {"max_versions": self.max_versions, "custom_metadata": custom_metadata_for(payload)}
+
+    def metadata_written(self, key: str, payload: TokenPayload) -> None:
+        self._path_state(key).metadata_fingerprint = payload.fingerprint
 
     # ------------------------------------------------------------------ KV v1
 

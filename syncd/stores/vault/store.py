@@ -4,8 +4,9 @@ A thin layer over the package's parts: :mod:`.layout` (what goes where),
 :mod:`.kv` (KV v1/v2 requests, check-and-set), :mod:`.auth` (the store's own
 token) and :mod:`.errors` (what a failure means). Blocking hvac calls run in the
 store's bounded thread pool; one hvac client (one ``requests`` session, pooled to
-``max_workers``) serves every credential. Start-up adoption reads many paths at once
-through :mod:`.bulk` (aiohttp on the loop, ``max_workers`` connections).
+``max_workers``) serves every credential. Start-up adoption and the read-backs read
+many paths at once, and a rotation's plain write goes, through :mod:`.aio` (aiohttp on
+the loop, ``max_workers`` connections); everything else through hvac.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -25,8 +26,8 @@ import requests.adapters
 from syncd import logs
 from syncd.payload import TokenPayload
 from syncd.stores.base import FatalStoreError, Finding, StoreError, ThreadedStore, WriteResult
+from syncd.stores.vault.aio import AioRequests
 from syncd.stores.vault.auth import DEFAULT_K8S_JWT, Lease, TokenKeeper
-from syncd.stores.vault.bulk import BulkReader
 from syncd.stores.vault.errors import Context, Denied, Op, StatusAdapter, classify_error
 from syncd.stores.vault.kv import KvPaths
 
@@ -104,7 +105,7 @@ class VaultStore(ThreadedStore):
         )
         self._token = TokenKeeper(name, config, self._client, self._ctx, clock)
         self._kv = KvPaths(name, self._client, self._ctx, config.max_versions)
-        self._bulk = BulkReader(self._client, session, self._kv, timeout=config.timeout, connections=config.max_workers)
+        self._aio = AioRequests(self._client, session, self._kv, timeout=config.timeout, connections=config.max_workers)
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
         self._store_findings_given = False
@@ -216,16 +217,22 @@ class VaultStore(ThreadedStore):
         key = self.check_key(key)
         fmt = target.format if target else "json"
         self._start_renewer()
-        return await self._run(self._write_sync, key, payload, fmt)
+
+        def slow() -> Awaitable[WriteResult]:
+            return self._run(self._write_sync, key, payload, fmt)
+
+        if self._aio_ready():
+            return await self._aio.write(key, payload, fmt, slow)
+        return await slow()
 
     async def read(self, key: str, *, target: TargetConfig | None = None) -> TokenPayload | None:
         return await self._read_checked(self.check_key(key))
 
     async def read_many(self, items: Sequence[ReadItem]) -> list[ReadResult]:
-        """Optional batch read (syncd.stores.batch): plain answers through :mod:`.bulk`, the rest by ``read``.
+        """Optional batch read (syncd.stores.batch): plain answers through :mod:`.aio`, the rest by ``read``.
 
         Until the store has logged in and checked its mount (and whenever its token is due), the
-        first item is read by ``read``, which does both; then the others go the bulk way if they can.
+        first item is read by ``read``, which does both; then the others go the event-loop way if they can.
         """
         results: list[ReadResult] = [None] * len(items)
         keys: list[tuple[int, str]] = []
@@ -234,20 +241,20 @@ class VaultStore(ThreadedStore):
                 keys.append((i, self.check_key(key)))
             except StoreError as exc:
                 results[i] = exc
-        if keys and not self._bulk_ready():
+        if keys and not self._aio_ready():
             i, key = keys.pop(0)
             results[i] = await self._read_or_error(key)
-        if keys and self._bulk_ready():
-            got = await self._bulk.read([k for _, k in keys], self._read_checked)
+        if keys and self._aio_ready():
+            got = await self._aio.read([k for _, k in keys], self._read_checked)
         else:
             got = list(await asyncio.gather(*(self._read_or_error(k) for _, k in keys)))
         for (i, _), result in zip(keys, got, strict=True):
             results[i] = result
         return results
 
-    def _bulk_ready(self) -> bool:
+    def _aio_ready(self) -> bool:
         due = self._token.seconds_until_due()
-        return self._lease.generation > 0 and (due is None or due > 0) and self._bulk.usable()
+        return self._lease.generation > 0 and (due is None or due > 0) and self._aio.usable()
 
     async def _read_checked(self, key: str) -> TokenPayload | None:
         self._start_renewer()
@@ -267,7 +274,7 @@ class VaultStore(ThreadedStore):
                 await self._renewer
             self._renewer = None
         with contextlib.suppress(Exception):
-            await self._bulk.aclose()
+            await self._aio.aclose()
         await super().aclose()
         self._session.close()
 

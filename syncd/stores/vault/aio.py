@@ -1,18 +1,28 @@
-"""Many KV reads at once, for start-up adoption: GETs over one aiohttp session, answered by :mod:`.kv`.
+"""KV requests from the event loop over one aiohttp session: many reads at once, and the plain write.
 
-A read through hvac and ``requests`` costs about 1.5 ms of CPU (request preparation,
+A request through hvac and ``requests`` costs about 1.5 ms of CPU (request preparation,
 urllib3, hooks), held under the GIL in the store's threads: 10,000 credentials read
-back at start-up spent some 15 s there. The same GET from aiohttp on the event loop
-costs about a fifth of that, and needs no thread. So :meth:`BulkReader.read` sends the
-data path's GET for every item and hands each answer to
-:meth:`~syncd.stores.vault.kv.KvPaths.read_answered`, the parser the hvac path uses
-too: a payload, nothing, or the same error.
+back at start-up spent some 15 s there, and every rotation's write is two such requests.
+The same request from aiohttp on the event loop costs about a fifth of that, and needs no
+thread.
 
-Only plain answers are taken this way (a 200, Vault's "nothing here" 404). Any other
-answer, and any failure to get one, is read again by the store's own ``read``: its
-message, its log-in-again on a denial, its classification stay the only ones. The bulk
-path is not used at all when a ``requests`` call would go through a proxy, before the
-store has logged in and checked its mount, or when its token is due for renewal.
+* :meth:`AioRequests.read` sends the data path's GET for every item and hands each answer
+  to :meth:`~syncd.stores.vault.kv.KvPaths.read_answered`, the parser the hvac path uses
+  too: a payload, nothing, or the same error.
+* :meth:`AioRequests.write` sends a rotation's write when it is the plain case
+  (:meth:`~syncd.stores.vault.kv.KvPaths.plain_write`: the path's version known, the
+  mount checked): the data with ``cas``, then the two metadata fields, the requests the
+  hvac path would send, and records the same state from their answers.
+
+Only plain answers are taken this way (a 200 with a KV version, a 204, Vault's "nothing
+here" 404). Any other answer, and any failure to get one, goes to the store's own
+``read`` or ``write``: its message, its log-in-again on a denial, its check-and-set
+conflict handling, its classification stay the only ones. A write whose data request
+may have landed is safe to hand over: the hvac path's ``cas`` then conflicts, it looks
+the path up and finds this very token there (or finishes the metadata it lacks). The
+event-loop path is not used at all when a ``requests`` call would go through a proxy,
+before the store has logged in and checked its mount, or when its token is due for
+renewal.
 """
 
 from __future__ import annotations
@@ -30,22 +40,40 @@ import requests
 import requests.utils
 
 from syncd.payload import TokenPayload
+from syncd.stores.base import WriteResult
 from syncd.stores.vault.kv import KvPaths, NotPlain
 
-__all__ = ["BulkReader"]
+__all__ = ["AioRequests"]
 
 #: How long an idle connection is kept (start-up reads come in a burst, then no more).
 KEEPALIVE_EXPIRY = 5.0
 
 Result = TokenPayload | None | Exception
 OneByOne = Callable[[str], Awaitable[TokenPayload | None]]
+#: The store's own write of this key and payload (hvac, in its threads).
+SlowWrite = Callable[[], Awaitable[WriteResult]]
+
+
+#: The largest answer taken from Vault here (a KV answer is a few KB); a larger one goes to hvac.
+MAX_ANSWER = 1 << 20
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise ValueError("answer too large")  # the caller's fallback: hvac's path tells what it is
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _Fallback(Exception):
     """This item is read again by the store's own ``read``."""
 
 
-class BulkReader:
+class AioRequests:
     """KV GETs from the event loop, with the hvac client's address, token, namespace and TLS settings."""
 
     def __init__(self, client: Any, session: requests.Session, kv: KvPaths, *, timeout: float, connections: int):
@@ -53,6 +81,9 @@ class BulkReader:
         self._requests = session  # the store's requests session: TLS and proxy settings to mirror
         self._kv = kv
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        # A write request whole within the store's timeout: an answer dripping in slower than that
+        # is cut and the write handed to the hvac path, instead of holding the rotation open.
+        self._write_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, sock_read=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,10 +110,7 @@ class BulkReader:
             session = self._session_for_loop()
         except Exception:  # e.g. a CA bundle ssl cannot load: the hvac path says what is wrong, per item
             return list(await asyncio.gather(*(self._one_by_one(one_by_one, k) for k in keys)))
-        adapter = self._client.adapter
-        headers = {"X-Vault-Request": "true", "X-Vault-Token": adapter.token}
-        if adapter.namespace:
-            headers["X-Vault-Namespace"] = adapter.namespace
+        headers = self._headers()
 
         async def one(key: str) -> Result:
             try:
@@ -94,6 +122,70 @@ class BulkReader:
 
         return list(await asyncio.gather(*(one(k) for k in keys)))
 
+    async def write(self, key: str, payload: TokenPayload, fmt: str, slow: SlowWrite) -> WriteResult:
+        """Write ``payload`` at ``key``: from here when it is the plain case and Vault answers so, else ``slow()``."""
+        plan = self._kv.plain_write(key, payload, fmt)
+        if plan is None:
+            return await slow()
+        version, body = plan
+        try:
+            session = self._session_for_loop()
+        except Exception:  # e.g. a CA bundle ssl cannot load: the hvac path says what is wrong
+            return await slow()
+        headers = self._headers()
+        try:
+            status, answer = await self._post(session, "/v1/{mount}/data/{path}", key, body, headers)
+        except _Fallback:
+            return await slow()
+        data = answer.get("data") if status == 200 and isinstance(answer, dict) else None
+        written = data.get("version") if isinstance(data, dict) else None
+        if type(written) is not int or written <= version:
+            return await slow()  # a conflict, a denial, an error, or not Vault's answer: the hvac path's to tell
+        self._kv.data_written(key, payload, written)
+        try:
+            status, _ = await self._post(
+                session, "/v1/{mount}/metadata/{path}", key, self._kv.metadata_body(payload), headers
+            )
+        except _Fallback:
+            return await slow()  # finishes the metadata only (``written_fingerprint`` says the data is there)
+        if status not in (200, 204):
+            return await slow()
+        self._kv.metadata_written(key, payload)
+        return WriteResult(written=True, version=str(written), location=self._kv.data_path(key))
+
+    async def _post(
+        self, session: aiohttp.ClientSession, template: str, key: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        """POST ``body`` as JSON to the KV path; its status and JSON answer (None when it has none)."""
+        url = self._url(template, key)
+        try:
+            async with session.post(
+                url, json=body, headers=headers, allow_redirects=False, timeout=self._write_timeout
+            ) as resp:
+                status = resp.status
+                raw = await _read_capped(resp)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            raise _Fallback from None
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            raise _Fallback from None
+
+    def _headers(self) -> dict[str, str]:
+        adapter = self._client.adapter
+        headers = {"X-Vault-Request": "true", "X-Vault-Token": adapter.token}
+        if adapter.namespace:
+            headers["X-Vault-Namespace"] = adapter.namespace
+        return headers
+
+    def _url(self, template: str, key: str) -> str:
+        path = hvac.utils.format_url(template, mount=self._kv.mount, path=key)
+        while "//" in path:  # as hvac's adapter does
+            path = path.replace("//", "/")
+        return str(self._client.adapter.urljoin(self._client.adapter.base_uri, path))
+
     @staticmethod
     async def _one_by_one(one_by_one: OneByOne, key: str) -> Result:
         try:
@@ -102,17 +194,11 @@ class BulkReader:
             return exc
 
     async def _get(self, session: aiohttp.ClientSession, key: str, headers: dict[str, str]) -> TokenPayload | None:
-        if self._kv.kv_version == 2:
-            path = hvac.utils.format_url("/v1/{mount}/data/{path}", mount=self._kv.mount, path=key)
-        else:
-            path = hvac.utils.format_url("/v1/{mount}/{path}", mount=self._kv.mount, path=key)
-        while "//" in path:  # as hvac's adapter does
-            path = path.replace("//", "/")
-        url = self._client.adapter.urljoin(self._client.adapter.base_uri, path)
+        url = self._url("/v1/{mount}/data/{path}" if self._kv.kv_version == 2 else "/v1/{mount}/{path}", key)
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
-                raw = await resp.read()
+                raw = await _read_capped(resp)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             raise _Fallback from None
         if status not in (200, 404):
