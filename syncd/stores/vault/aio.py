@@ -70,11 +70,11 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
 
 
 class _Fallback(Exception):
-    """This item is read again by the store's own ``read``."""
+    """This item goes to the store's own ``read`` or ``write`` (hvac)."""
 
 
 class AioRequests:
-    """KV GETs from the event loop, with the hvac client's address, token, namespace and TLS settings."""
+    """KV requests from the event loop, with the hvac client's address, token, namespace and TLS settings."""
 
     def __init__(self, client: Any, session: requests.Session, kv: KvPaths, *, timeout: float, connections: int):
         self._client = client  # hvac.Client: base URL, current token, namespace
@@ -91,7 +91,7 @@ class AioRequests:
         self._proxied: bool | None = None  # would requests use a proxy for Vault's address? (environment)
 
     def usable(self) -> bool:
-        """Whether a GET from here means what the hvac path's would (no proxy, mount checked, token set)."""
+        """Whether a request from here means what the hvac path's would (no proxy, mount checked, token set)."""
         adapter = self._client.adapter
         if not adapter.token or not self._kv.mount_checked:
             return False
