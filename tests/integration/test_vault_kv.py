@@ -466,7 +466,8 @@ async def test_consumer_reader_reads_what_the_store_wrote(openbao_session: OpenB
 
 
 async def test_debug_logs_never_show_vault_secrets(openbao_session: OpenBaoServer, tmp_path: Path) -> None:
-    """At debug level hvac and urllib3 log too; the Vault token, role_id and secret_id never appear."""
+    """At debug level hvac, urllib3 and aiohttp log too; the Vault token, role_id, secret_id and the access
+    tokens written (through hvac and from the event loop, denied and plain) never appear."""
     import io
 
     from syncd import logs
@@ -492,18 +493,23 @@ async def test_debug_logs_never_show_vault_secrets(openbao_session: OpenBaoServe
     logs.configure("debug", "json", stream=buf)
     store = VaultStore("vault", cfg)
     tokens: set[str] = set()
+    written = [payload() for _ in range(5)]
+    on_loop = LoopCounter(store)
     try:
-        for _ in range(3):
-            await store.write("vgs/calm", payload())
+        for p in written[:3]:
+            await store.write("vgs/calm", p)
             tokens.add(store._client.adapter.token)
             store._client.adapter.token = "hvs.stale-token-forces-a-relogin"  # 403, re-login, retry
-        await store.write("vgs/calm", payload())
-        tokens.add(store._client.adapter.token)
+        for p in written[3:]:
+            await store.write("vgs/calm", p)
+            tokens.add(store._client.adapter.token)
     finally:
         await store.aclose()
         logs.configure("info", "json")
     text = buf.getvalue()
     assert '"logger": "urllib3.connectionpool"' in text  # debug output of the HTTP layer was on
     assert text.count('"event": "vault_login"') == 4
-    for secret in (secret_id, role_id, *tokens):
+    assert [status for *_, status in on_loop.seen].count(403) == 3  # the stale token, denied on the loop
+    assert [status for *_, status in on_loop.seen][-2:] == [200, 204]  # the last write, plain from the loop
+    for secret in (secret_id, role_id, *tokens, *(p.access_token.get_secret_value() for p in written)):
         assert secret not in text
