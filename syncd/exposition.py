@@ -44,7 +44,7 @@ _EXPONENTS = tuple(f"e+{dot - 1:02d}".encode() for dot in range(400))
 
 def value_bytes(value: float) -> bytes:
     """``floatToGoString(value).encode()``, as generate_latest writes a sample value (table-tested
-    against it), in about half its time: four of a rotation's gauge updates are timestamps,
+    against it), in about two thirds of its time: four of a rotation's gauge updates are timestamps,
     which take its slowest path (Go writes exponents sooner than Python)."""
     text = repr(value)
     if value > 0:

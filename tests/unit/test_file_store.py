@@ -367,3 +367,16 @@ async def test_permission_error_opening_the_directory_names_its_mode(tmp_path, m
     ) as info:
         await s.write("calm.json", payload())
     assert "mode 0500" in str(info.value)
+
+
+def test_the_writability_check_finds_the_nearest_existing_ancestor_of_a_relative_directory(tmp_path, monkeypatch):
+    """A relative store directory that does not exist yet: the plan judges the nearest directory that
+    exists (here the working directory), where it would be created. ``os.access`` is replaced in-process:
+    these tests run as root, for whom every directory is writable."""
+    from syncd.stores.file import plan as file_plan
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(file_plan.os, "access", lambda path, mode: False)
+    cfg = FileStoreConfig(type="file", directory="not/there")
+    found = file_plan.findings("local", cfg, Path("not/there"), "calm.json", None, with_directory=True)
+    assert [(f.level, f.message.split(" is not writable")[0]) for f in found] == [("warning", str(tmp_path))]

@@ -44,7 +44,8 @@ def findings(
     if with_directory:
         found.extend(directory_findings(name, directory))
     # Strings, not Paths: this runs once per target at start-up (10,000 at 10,000 credentials).
-    parent = os.path.dirname(os.path.join(directory, key))
+    # Absolute, so that a relative directory that does not exist yet still has an existing ancestor.
+    parent = os.path.dirname(os.path.join(os.path.abspath(directory), key))
     existing = _nearest_existing(parent)
     if existing is not None and not os.access(existing, os.W_OK) and (existing == parent or config.create_directory):
         found.append(
